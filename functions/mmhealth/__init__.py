@@ -1,0 +1,1 @@
+"""mmhealth: the Lambda package of the multimodal health pipeline (one package, thin handlers)."""

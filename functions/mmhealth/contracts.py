@@ -1,0 +1,202 @@
+"""Typed contracts between the trigger, the state machine and the handlers.
+
+Everything that crosses a Lambda or state boundary is one of these models. The state machine only moves
+small references (chunk keys, counts); file lists live in S3 next to the run manifest, so the execution
+payload stays far below the 256 KiB Step Functions limit whatever the size of a delivery.
+
+S3 layout of the lake bucket (all keys below are built by `RunPaths`):
+    runs/<run_id>/manifest.json                 the run manifest (trigger)
+    runs/<run_id>/chunks/<modality>-<n>.json    one chunk of files (trigger)
+    runs/<run_id>/quarantine/<stage>-<object_id>-<n>.json   one quarantine record each
+    runs/<run_id>/summary.json                  counts for on-call and the CLI (finalize)
+    staging/<run_id>/<modality>/<table>/part-<object_id>.parquet   import output, committed by catalog
+    warehouse/...                               Iceberg tables (pyiceberg + Glue)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Modality = Literal["genomic", "clinical", "imaging"]
+MODALITIES: tuple[Modality, ...] = ("genomic", "clinical", "imaging")
+
+# What the trigger decides a file is. "annotation" (a ClinVar-style VCF) travels with the genomic modality.
+FileKind = Literal["genomic", "annotation", "clinical", "imaging", "unknown"]
+KIND_TO_MODALITY: dict[str, Modality] = {
+    "genomic": "genomic",
+    "annotation": "genomic",
+    "clinical": "clinical",
+    "imaging": "imaging",
+}
+
+Stage = Literal["classify", "import", "poll", "catalog"]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Object(_Model):
+    """One delivered object, identified by bucket + key + etag (a re-upload with new bytes is new)."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int = 0
+    version_id: str | None = None
+
+    @property
+    def object_id(self) -> str:
+        """Stable 16-hex id of bucket+key+etag: the dedupe key and the name of staged parts."""
+        digest = hashlib.sha256(f"{self.bucket}/{self.key}#{self.etag}".encode()).hexdigest()
+        return digest[:16]
+
+    @property
+    def delivery(self) -> str:
+        """The delivery folder: `incoming/<delivery>/...` -> `<delivery>` (or `-` when not in one)."""
+        parts = self.key.split("/")
+        return parts[1] if len(parts) > 2 and parts[0] == "incoming" else "-"
+
+
+class ManifestFile(_Model):
+    """A classified object of a run."""
+
+    object: S3Object
+    kind: FileKind
+    reason: str | None = Field(default=None, description="why the file is 'unknown' (quarantined)")
+
+
+class ChunkRef(_Model):
+    """What a Map iteration receives: where the chunk's file list is, never the list itself."""
+
+    run_id: str
+    modality: Modality
+    chunk_id: str
+    key: str  # lake-bucket key of the Chunk JSON
+    files: int
+
+
+class Chunk(_Model):
+    chunk_id: str
+    modality: Modality
+    files: list[ManifestFile]
+
+
+class RunManifest(_Model):
+    """Written by the trigger, read by Prepare. `run_id` is also the execution name."""
+
+    run_id: str
+    created_at: str
+    landing_bucket: str
+    lake_bucket: str
+    deliveries: list[str]
+    chunks: list[ChunkRef]
+    unknown: list[ManifestFile] = Field(default_factory=list)
+
+
+class RunConfig(_Model):
+    """Per-run settings resolved by Prepare: defaults <- Lambda environment <- execution input."""
+
+    poll_seconds: int = Field(default=30, ge=0, le=3600)
+    poll_backoff_rate: float = Field(default=1.5, ge=1.0, le=4.0)
+    poll_max_seconds: int = Field(default=600, ge=0, le=3600)
+    poll_max_attempts: int = Field(default=40, ge=1, le=500)
+    map_concurrency: int = Field(default=8, ge=1, le=40)
+    genomic_backend: Literal["lakehouse", "healthomics"] = "lakehouse"
+
+
+class JobHandle(_Model):
+    """An asynchronous import started on an operational backend (polled, never `.sync`)."""
+
+    backend: str
+    job_id: str
+
+
+class ChunkStatus(_Model):
+    """Output of Import and of every Poll; input of the next Poll. The Choice state reads `status`."""
+
+    run_id: str
+    modality: Modality
+    chunk_id: str
+    status: Literal["COMPLETED", "IN_PROGRESS", "FAILED"]
+    files: int = 0
+    parts: int = 0
+    rows: int = 0
+    quarantined: int = 0
+    job: JobHandle | None = None
+    attempt: int = 0
+    wait_seconds: int = 0
+    config: RunConfig = Field(default_factory=RunConfig)
+
+
+class QuarantineRecord(_Model):
+    """One rejected file (or line of a file): the row shape of `ops.quarantine`."""
+
+    run_id: str
+    object_id: str
+    bucket: str
+    key: str
+    etag: str
+    modality: str  # a Modality, or "unknown"
+    stage: Stage
+    reason: str
+    detail: str
+    line: int | None = None
+    recorded_at: str = Field(default_factory=utc_now)
+
+
+class TableCommit(_Model):
+    """What a catalog step did to one Iceberg table."""
+
+    table: str  # "<namespace>.<table>"
+    rows_added: int
+    rows_removed: int = 0
+    snapshot_id: int | None = None
+    skipped: bool = False  # True when this run had already been committed (idempotent replay)
+
+
+class CatalogResult(_Model):
+    run_id: str
+    modality: Modality
+    commits: list[TableCommit]
+    quarantined: int
+
+
+class RunPaths:
+    """Keys in the lake bucket for one run (see the module docstring)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    @property
+    def manifest(self) -> str:
+        return f"runs/{self.run_id}/manifest.json"
+
+    @property
+    def summary(self) -> str:
+        return f"runs/{self.run_id}/summary.json"
+
+    def chunk(self, modality: Modality, index: int) -> str:
+        return f"runs/{self.run_id}/chunks/{modality}-{index:04d}.json"
+
+    @property
+    def quarantine_prefix(self) -> str:
+        return f"runs/{self.run_id}/quarantine/"
+
+    def quarantine(self, stage: Stage, object_id: str, n: int = 0) -> str:
+        return f"{self.quarantine_prefix}{stage}-{object_id}-{n:04d}.json"
+
+    def staging_prefix(self, modality: Modality, table: str = "") -> str:
+        base = f"staging/{self.run_id}/{modality}/"
+        return f"{base}{table}/" if table else base
+
+    def staged_part(self, modality: Modality, table: str, object_id: str) -> str:
+        return f"{self.staging_prefix(modality, table)}part-{object_id}.parquet"

@@ -1,0 +1,1 @@
+"""The analytics layer: Iceberg tables (pyiceberg + Glue Data Catalog) over the lake bucket."""

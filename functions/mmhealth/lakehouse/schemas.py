@@ -1,0 +1,73 @@
+"""Arrow schemas of the lakehouse tables, keyed by "<namespace>.<table>".
+
+Importers produce exactly these schemas (the staged Parquet parts), catalog steps create the Iceberg
+tables from them; a column added here is added to the table on the next commit (schema evolution).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Columns every staged row carries, so any row can be traced back to its file and run.
+LINEAGE = [
+    pa.field("source_key", pa.string(), nullable=False),
+    pa.field("object_id", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
+GENOMIC_VARIANTS = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("chrom", pa.string(), nullable=False),
+        pa.field("pos", pa.int64(), nullable=False),
+        pa.field("ref", pa.string(), nullable=False),
+        pa.field("alt", pa.string(), nullable=False),
+        pa.field("variant_id", pa.string()),  # the VCF ID column (rsID), null when "."
+        pa.field("qual", pa.float32()),
+        pa.field("filter", pa.string(), nullable=False),  # "PASS" or the ";"-joined failing filters
+        pa.field("genotype", pa.string(), nullable=False),  # as written, e.g. "0/1", "1|2"
+        pa.field("zygosity", pa.string(), nullable=False),  # heterozygous | homozygous | hemizygous
+        pa.field("allele_depth", pa.int32()),  # AD of this alt allele, when present
+        pa.field("read_depth", pa.int32()),  # FORMAT/DP, when present
+        pa.field("genotype_quality", pa.int32()),  # FORMAT/GQ, when present
+        *LINEAGE,
+    ]
+)
+
+GENOMIC_CLINVAR = pa.schema(
+    [
+        pa.field("chrom", pa.string(), nullable=False),
+        pa.field("pos", pa.int64(), nullable=False),
+        pa.field("ref", pa.string(), nullable=False),
+        pa.field("alt", pa.string(), nullable=False),
+        pa.field("variation_id", pa.string()),  # the VCF ID column (ClinVar VariationID)
+        pa.field("gene", pa.string()),  # symbol(s) from GENEINFO, "|"-joined
+        pa.field("clinical_significance", pa.string()),  # CLNSIG, e.g. "Pathogenic"
+        pa.field("disease_names", pa.string()),  # CLNDN, "|"-joined, underscores turned to spaces
+        pa.field("review_status", pa.string()),  # CLNREVSTAT, commas kept
+        pa.field("release", pa.string()),  # ##fileDate of the annotation VCF, when present
+        *LINEAGE,
+    ]
+)
+
+OPS_QUARANTINE = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("object_id", pa.string(), nullable=False),
+        pa.field("bucket", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("etag", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("line", pa.int64()),
+        pa.field("recorded_at", pa.string(), nullable=False),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "genomic.variants": GENOMIC_VARIANTS,
+    "genomic.clinvar": GENOMIC_CLINVAR,
+    "ops.quarantine": OPS_QUARANTINE,
+}
