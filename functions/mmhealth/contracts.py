@@ -121,13 +121,14 @@ class JobHandle(_Model):
 
 
 class ChunkStatus(_Model):
-    """Output of Import and of every Poll; input of the next Poll. The Choice state reads `status`."""
+    """Output of Import and of every Poll; input of the next Poll. The Choice state reads `status`.
 
-    run_id: str
-    modality: Modality
-    chunk_id: str
+    It carries the chunk reference and the run config, so a Poll (or the failure recorder reached from a
+    Catch) has everything it needs from its own input.
+    """
+
+    chunk: ChunkRef
     status: Literal["COMPLETED", "IN_PROGRESS", "FAILED"]
-    files: int = 0
     parts: int = 0
     rows: int = 0
     quarantined: int = 0
