@@ -1,0 +1,64 @@
+"""Genomic modality: per-file conversion, the optional HealthOmics backend, and row ownership.
+
+`genomic.variants` rows are owned by their sample: a newly delivered callset for a sample replaces that
+sample's previous rows (so re-delivering a VCF never doubles them). `genomic.clinvar` is a release: a new
+annotation VCF replaces the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import BooleanExpression, In
+
+from mmhealth import storage
+from mmhealth.contracts import ChunkStatus, ManifestFile
+from mmhealth.errors import PipelineError
+from mmhealth.genomic import healthomics, vcf
+from mmhealth.lakehouse.catalog import replace_all
+from mmhealth.modality import OwnedBy
+from mmhealth.settings import settings
+
+VARIANTS = "genomic.variants"
+CLINVAR = "genomic.clinvar"
+
+
+def convert_vcf(file: ManifestFile, path: Path, run_id: str) -> Mapping[str, pa.Table]:
+    """A genotype VCF -> genomic.variants rows; an annotation VCF -> genomic.clinvar rows."""
+    lineage = {"source_key": file.object.key, "object_id": file.object.object_id, "run_id": run_id}
+    if file.kind == "annotation":
+        return {CLINVAR: vcf.read_clinvar(path, **lineage)}
+    return {VARIANTS: vcf.read_genotypes(path, **lineage)}
+
+
+def samples_of(rows: pa.Table) -> BooleanExpression:
+    return In("sample_id", sorted(pc.unique(rows["sample_id"]).to_pylist()))
+
+
+OWNERS: dict[str, OwnedBy] = {VARIANTS: samples_of, CLINVAR: replace_all}
+
+
+def start_backend_import(status: ChunkStatus, staged: list[ManifestFile]) -> ChunkStatus:
+    """With GenomicBackend=healthomics, start one variant-store import for the chunk's genotype VCFs."""
+    config = status.config
+    sources = [f"s3://{f.object.bucket}/{f.object.key}" for f in staged if f.kind == "genomic"]
+    if config.genomic_backend != "healthomics" or not sources:
+        return status
+    cfg = settings()
+    if not (cfg.healthomics_variant_store and cfg.healthomics_role_arn):
+        raise PipelineError(
+            "GenomicBackend=healthomics needs HEALTHOMICS_VARIANT_STORE and HEALTHOMICS_ROLE_ARN"
+        )
+    job = healthomics.start_variant_import(
+        storage.client("omics"),
+        store_name=cfg.healthomics_variant_store,
+        role_arn=cfg.healthomics_role_arn,
+        source_uris=sources,
+        run_id=f"{status.chunk.run_id}/{status.chunk.chunk_id}",
+    )
+    return status.model_copy(
+        update={"status": "IN_PROGRESS", "job": job, "wait_seconds": config.poll_seconds}
+    )

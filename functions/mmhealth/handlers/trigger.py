@@ -1,0 +1,45 @@
+"""SQS (S3 ObjectCreated events) -> classified, deduplicated run -> one state machine execution.
+
+Partial batch failures: a message whose object cannot be read is reported in batchItemFailures and
+retried alone (then dead-lettered); the others go on into this batch's run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mmhealth import ingest
+from mmhealth.contracts import ManifestFile
+from mmhealth.observability import logger, metrics, tracer
+from mmhealth.settings import settings
+
+
+def classify_message(record: SQSRecord) -> list[ManifestFile]:
+    return [ingest.classify_object(obj) for obj in ingest.objects_in_message(record.body)]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    with processor(records=event["Records"], handler=classify_message):
+        outcomes = processor.process()
+    files = [f for status, result, _ in outcomes if status == "success" for f in result]
+    run_id = ingest.start_run(files, settings())
+    if run_id:
+        logger.append_keys(run_id=run_id)
+    response = processor.response()
+    logger.info(
+        "batch processed",
+        extra={
+            "records": len(event["Records"]),
+            "files": len(files),
+            "failed": len(response["batchItemFailures"]),
+        },
+    )
+    return response

@@ -1,0 +1,142 @@
+"""The shape every modality shares: import a chunk -> staged Parquet parts -> one catalog commit per run.
+
+A modality supplies only what differs: how one file becomes table rows (a `FileConverter`), and which
+existing rows a new batch replaces (`owned_by` per table). Staging, quarantine, idempotency and the
+commit are here, once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+from pyiceberg.expressions import BooleanExpression
+
+from mmhealth import quarantine, storage
+from mmhealth.contracts import (
+    CatalogResult,
+    Chunk,
+    ChunkRef,
+    ChunkStatus,
+    ManifestFile,
+    Modality,
+    RunConfig,
+    RunPaths,
+    TableCommit,
+)
+from mmhealth.errors import InvalidInputError
+from mmhealth.lakehouse.catalog import replace_rows
+from mmhealth.observability import MetricUnit, logger, metrics, tracer
+from mmhealth.settings import settings
+
+# One file on local disk -> rows per table ("genomic.variants" -> Arrow table). Raises InvalidInputError.
+FileConverter = Callable[[ManifestFile, Path, str], Mapping[str, pa.Table]]
+OwnedBy = Callable[[pa.Table], BooleanExpression]
+
+
+def load_chunk(ref: ChunkRef) -> Chunk:
+    return Chunk.model_validate(storage.read_json(settings().lake_bucket, ref.key))
+
+
+@tracer.capture_method
+def import_chunk(
+    ref: ChunkRef, config: RunConfig, convert: FileConverter
+) -> tuple[ChunkStatus, list[ManifestFile]]:
+    """Convert every file of the chunk into staged parts; bad files are quarantined, the rest go on.
+
+    Returns the chunk status and the files that were staged. Errors other than InvalidInputError (S3
+    throttling, a crash) propagate: the state machine retries the chunk, and staged part keys are
+    deterministic, so a retry overwrites rather than duplicates.
+    """
+    lake = settings().lake_bucket
+    paths = RunPaths(ref.run_id)
+    chunk = load_chunk(ref)
+    rows = parts = 0
+    staged: list[ManifestFile] = []
+    quarantined = 0
+    with tempfile.TemporaryDirectory(prefix="mmpipe-") as tmp:
+        for file in chunk.files:
+            local = Path(tmp) / PurePosixPath(file.object.key).name
+            storage.download(file.object.bucket, file.object.key, local)
+            try:
+                tables = convert(file, local, ref.run_id)
+            except InvalidInputError as exc:
+                quarantine.record_invalid(lake, ref.run_id, file.object, ref.modality, exc)
+                quarantined += 1
+                continue
+            finally:
+                local.unlink(missing_ok=True)
+            for name, table in tables.items():
+                storage.write_parquet(
+                    lake, paths.staged_part(ref.modality, name, file.object.object_id), table
+                )
+                rows += table.num_rows
+                parts += 1
+            staged.append(file)
+    metrics.add_metric(name=f"{ref.modality.capitalize()}RowsStaged", unit=MetricUnit.Count, value=rows)
+    metrics.add_metric(
+        name=f"{ref.modality.capitalize()}FilesStaged", unit=MetricUnit.Count, value=len(staged)
+    )
+    logger.info(
+        "chunk imported",
+        extra={
+            "chunk_id": ref.chunk_id,
+            "files": len(chunk.files),
+            "staged": len(staged),
+            "rows": rows,
+            "quarantined": quarantined,
+        },
+    )
+    status = ChunkStatus(
+        chunk=ref, status="COMPLETED", parts=parts, rows=rows, quarantined=quarantined, config=config
+    )
+    return status, staged
+
+
+def discard_chunk(ref: ChunkRef, stage: str, error: str, cause: str) -> ChunkStatus:
+    """A chunk failed beyond retries: quarantine all its files with the cause and drop their staged parts."""
+    lake = settings().lake_bucket
+    chunk = load_chunk(ref)
+    staged_prefix = RunPaths(ref.run_id).staging_prefix(ref.modality)
+    ids = {f.object.object_id for f in chunk.files}
+    doomed = [
+        k
+        for k in storage.list_keys(lake, staged_prefix)
+        if PurePosixPath(k).stem.removeprefix("part-") in ids
+    ]
+    storage.delete_keys(lake, doomed)
+    for file in chunk.files:
+        quarantine.record(
+            lake,
+            ref.run_id,
+            file.object,
+            modality=ref.modality,
+            stage="poll" if stage == "poll" else "import",
+            reason=error,
+            detail=cause,
+        )
+    return ChunkStatus(chunk=ref, status="FAILED", quarantined=len(chunk.files))
+
+
+@tracer.capture_method
+def catalog_run(
+    run_id: str, modality: Modality, owners: Mapping[str, OwnedBy], quarantined: int
+) -> CatalogResult:
+    """Commit every staged part of this run and modality: one atomic, run-tagged commit per table."""
+    lake = settings().lake_bucket
+    paths = RunPaths(run_id)
+    commits: list[TableCommit] = []
+    for name, owned_by in owners.items():
+        keys = sorted(storage.list_keys(lake, paths.staging_prefix(modality, name)))
+        if not keys:
+            continue
+        rows = pa.concat_tables([storage.read_parquet(lake, k) for k in keys], promote_options="default")
+        commit = replace_rows(name, rows, run_id, owned_by)
+        commits.append(commit)
+        metrics.add_metric(
+            name=f"{modality.capitalize()}RowsCommitted", unit=MetricUnit.Count, value=commit.rows_added
+        )
+        logger.info("table committed", extra=commit.model_dump())
+    return CatalogResult(run_id=run_id, modality=modality, commits=commits, quarantined=quarantined)

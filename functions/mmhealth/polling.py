@@ -1,0 +1,32 @@
+"""The bounded, backing-off poll loop shared by every backend job (Health services, SageMaker, Batch).
+
+The state machine owns the loop (Wait -> Poll -> Choice); this module decides the next wait and when to
+give up, so the execution history stays small whatever the job's duration.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mmhealth.contracts import ChunkStatus
+from mmhealth.errors import PipelineError
+
+
+class PollTimeout(PipelineError):
+    """The backend job was still running after the configured number of polls (not retried)."""
+
+
+def next_poll(status: ChunkStatus) -> ChunkStatus:
+    """One more attempt with a longer wait; raises PollTimeout once attempts are exhausted."""
+    cfg = status.config
+    attempt = status.attempt + 1
+    if attempt >= cfg.poll_max_attempts:
+        job = f"{status.job.backend} job {status.job.job_id}" if status.job else "backend job"
+        raise PollTimeout(
+            f"{status.chunk.chunk_id}: {job} still running after {attempt} polls; "
+            "check the job in its service console, or raise poll_max_attempts"
+        )
+    wait = min(
+        cfg.poll_max_seconds, math.ceil(max(status.wait_seconds, cfg.poll_seconds) * cfg.poll_backoff_rate)
+    )
+    return status.model_copy(update={"attempt": attempt, "wait_seconds": wait})

@@ -1,0 +1,104 @@
+"""Run-level logic: Prepare (manifest -> per-modality work, config) and Finalize (quarantine + summary)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+from pyiceberg.expressions import EqualTo
+
+from mmhealth import quarantine, storage
+from mmhealth.contracts import MODALITIES, RunConfig, RunManifest, RunPaths, utc_now
+from mmhealth.errors import ManifestError
+from mmhealth.lakehouse.catalog import replace_rows
+from mmhealth.settings import Settings
+
+
+def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig:
+    """Defaults <- Lambda environment (template parameters) <- RUN_CONFIG <- the execution input."""
+    values: dict[str, Any] = {}
+    if cfg.poll_seconds is not None:
+        values["poll_seconds"] = cfg.poll_seconds
+    if cfg.genomic_backend:
+        values["genomic_backend"] = cfg.genomic_backend
+    values |= cfg.run_config
+    values |= overrides or {}
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ManifestError(f"invalid run config: {exc}") from exc
+
+
+def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
+    """Validate the manifest named by the execution input; group its chunks per modality."""
+    ref = execution_input.get("manifest") or {}
+    run_id = execution_input.get("run_id")
+    try:
+        manifest = RunManifest.model_validate(storage.read_json(ref["bucket"], ref["key"]))
+    except KeyError as exc:
+        raise ManifestError(f"execution input lacks manifest.{exc.args[0]}") from exc
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"manifest {ref.get('key')} is malformed: {exc}") from exc
+    except ClientError as exc:
+        raise ManifestError(f"manifest {ref.get('key')} cannot be read: {exc}") from exc
+    if manifest.run_id != run_id:
+        raise ManifestError(f"manifest run_id {manifest.run_id} does not match execution run_id {run_id}")
+    output: dict[str, Any] = {
+        "run_id": run_id,
+        "config": resolve_config(cfg, execution_input.get("config")).model_dump(),
+        "unknown": len(manifest.unknown),
+    }
+    for modality in MODALITIES:
+        chunks = [c for c in manifest.chunks if c.modality == modality]
+        output[modality] = {"files": sum(c.files for c in chunks), "chunks": [c.model_dump() for c in chunks]}
+    return output
+
+
+def finalize(run_id: str, branches: list[dict[str, Any]], unknown: int, cfg: Settings) -> dict[str, Any]:
+    """Commit the run's quarantine records to ops.quarantine, write and return the run summary."""
+    records = quarantine.load_run_records(cfg.lake_bucket, run_id)
+    if records:
+        replace_rows(
+            "ops.quarantine", quarantine.to_arrow(records), run_id, lambda _: EqualTo("run_id", run_id)
+        )
+    modalities: dict[str, Any] = {}
+    failures: list[str] = []
+    for branch in branches:
+        name = branch.get("modality", "?")
+        if branch.get("skipped"):
+            modalities[name] = {"status": "skipped"}
+        elif branch.get("failed"):
+            error = branch.get("error") or {}
+            cause = short_cause(error.get("Cause", ""))
+            modalities[name] = {"status": "failed", "error": error.get("Error"), "cause": cause}
+            failures.append(f"{name}: {error.get('Error')}: {cause}")
+        else:
+            modalities[name] = {
+                "status": "ingested",
+                "tables": {c["table"]: c["rows_added"] for c in branch.get("commits", [])},
+                "quarantined": branch.get("quarantined", 0),
+            }
+    summary = {
+        "run_id": run_id,
+        "status": "FAILED" if failures else "SUCCEEDED",
+        "finished_at": utc_now(),
+        "modalities": modalities,
+        "quarantined": len(records),
+        "unknown_files": unknown,
+        "cause": "; ".join(failures) if failures else None,
+    }
+    storage.write_json(cfg.lake_bucket, RunPaths(run_id).summary, summary)
+    return summary
+
+
+def short_cause(cause: str) -> str:
+    """Lambda errors arrive as a JSON Cause; keep the message an on-call engineer reads first."""
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, ValueError):
+        return cause[:1000]
+    if isinstance(parsed, dict):
+        return f"{parsed.get('errorType', '')}: {parsed.get('errorMessage', '')}".strip(": ")[:1000]
+    return cause[:1000]

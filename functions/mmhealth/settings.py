@@ -1,0 +1,47 @@
+"""Environment of the Lambda functions, validated (pydantic) instead of read ad hoc.
+
+Read per invocation (cheap) rather than cached at import, so tests and the local runtime can change the
+environment between invocations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pydantic import BaseModel, Field, ValidationError
+
+from mmhealth.errors import PipelineError
+
+
+class Settings(BaseModel):
+    lake_bucket: str = Field(min_length=3)
+    glue_database_prefix: str = ""
+    state_machine_arn: str | None = None
+    ledger_table: str | None = None
+    chunk_size: int = Field(default=25, ge=1, le=1000)
+    poll_seconds: int | None = None
+    genomic_backend: str | None = None
+    healthomics_variant_store: str | None = None
+    healthomics_role_arn: str | None = None
+    run_config: dict[str, object] = Field(default_factory=dict)  # RUN_CONFIG: JSON overrides
+
+
+def settings() -> Settings:
+    """The current environment as Settings; raises PipelineError naming the bad variable."""
+    env = os.environ
+    try:
+        return Settings(
+            lake_bucket=env.get("LAKE_BUCKET", ""),
+            glue_database_prefix=env.get("GLUE_DATABASE_PREFIX", ""),
+            state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
+            ledger_table=env.get("LEDGER_TABLE") or None,
+            chunk_size=int(env.get("CHUNK_SIZE", "25")),
+            poll_seconds=int(env["POLL_SECONDS"]) if env.get("POLL_SECONDS") else None,
+            genomic_backend=env.get("GENOMIC_BACKEND") or None,
+            healthomics_variant_store=env.get("HEALTHOMICS_VARIANT_STORE") or None,
+            healthomics_role_arn=env.get("HEALTHOMICS_ROLE_ARN") or None,
+            run_config=json.loads(env.get("RUN_CONFIG") or "{}"),
+        )
+    except (ValidationError, ValueError) as exc:
+        raise PipelineError(f"invalid Lambda environment: {exc}") from exc

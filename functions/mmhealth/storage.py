@@ -1,0 +1,109 @@
+"""S3 data access: the only module (with lakehouse.catalog and ledger) that talks to boto3 directly."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+
+from mmhealth.errors import TransientError
+
+_clients: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+# Error codes worth a retry by the state machine rather than a quarantine or a failed run.
+TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+}
+
+
+def client(service: str) -> Any:
+    """A boto3 client per service and endpoint (AWS_ENDPOINT_URL locally), shared across threads."""
+    key = (service, os.environ.get("AWS_ENDPOINT_URL", ""))
+    with _lock:
+        if key not in _clients:
+            _clients[key] = boto3.client(service)  # type: ignore[call-overload]
+        return _clients[key]
+
+
+def is_transient(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in TRANSIENT_CODES
+
+
+def reraise_transient(exc: ClientError) -> None:
+    """Turn a retryable AWS error into TransientError (the name the state machine retries on)."""
+    if is_transient(exc):
+        raise TransientError(str(exc)) from exc
+
+
+def head(bucket: str, key: str, n_bytes: int) -> bytes:
+    """The first n_bytes of an object (the whole object when smaller; b"" when empty)."""
+    try:
+        resp = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{n_bytes - 1}")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # zero-byte object
+            return b""
+        reraise_transient(exc)
+        raise
+    return bytes(resp["Body"].read())
+
+
+def download(bucket: str, key: str, dest: Path) -> Path:
+    try:
+        client("s3").download_file(bucket, key, str(dest))
+    except ClientError as exc:
+        reraise_transient(exc)
+        raise
+    return dest
+
+
+def read_json(bucket: str, key: str) -> Any:
+    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return json.loads(body)
+
+
+def write_json(bucket: str, key: str, value: Any) -> None:
+    body = json.dumps(value, sort_keys=True, default=str).encode()
+    client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+def list_keys(bucket: str, prefix: str) -> Iterator[str]:
+    paginator = client("s3").get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield item["Key"]
+
+
+def delete_keys(bucket: str, keys: list[str]) -> None:
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        if batch:
+            client("s3").delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+
+def write_parquet(bucket: str, key: str, table: pa.Table) -> None:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    client("s3").put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
+
+
+def read_parquet(bucket: str, key: str) -> pa.Table:
+    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return pq.read_table(io.BytesIO(body))
