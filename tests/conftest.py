@@ -43,7 +43,7 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """A clean moto account with the pipeline's buckets, ledger table and Glue databases; env set."""
     import boto3
     import requests
@@ -71,7 +71,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleN
     glue = boto3.client("glue", endpoint_url=moto_endpoint)
     for namespace in ("genomic", "clinical", "imaging", "features", "ops"):
         glue.create_database(DatabaseInput={"Name": f"{env['GLUE_DATABASE_PREFIX']}{namespace}"})
-    yield SimpleNamespace(
+    return SimpleNamespace(
         endpoint=moto_endpoint, landing=landing, lake=env["LAKE_BUCKET"], ledger=env["LEDGER_TABLE"], s3=s3
     )
 

@@ -70,10 +70,16 @@ def test_a_delivery_becomes_one_run_with_chunked_manifest(pipeline: SimpleNamesp
     # And the unknown file is a quarantine record with its reason
     keys = pipeline.s3.list_objects_v2(Bucket=pipeline.lake, Prefix=f"runs/{run_id}/quarantine/")["Contents"]
     record = json.loads(pipeline.s3.get_object(Bucket=pipeline.lake, Key=keys[0]["Key"])["Body"].read())
-    assert (record["key"], record["stage"], record["reason"]) == ("incoming/d1/notes.docx", "classify", "unrecognised-type")
+    assert (record["key"], record["stage"], record["reason"]) == (
+        "incoming/d1/notes.docx",
+        "classify",
+        "unrecognised-type",
+    )
 
 
-def test_a_replayed_batch_or_a_redelivered_event_starts_no_second_run(pipeline: SimpleNamespace, lambda_context) -> None:
+def test_a_replayed_batch_or_a_redelivered_event_starts_no_second_run(
+    pipeline: SimpleNamespace, lambda_context
+) -> None:
     message = _deliver(pipeline, "incoming/d2/P9.vcf.gz", gzip.compress(VCF))
     trigger.lambda_handler(sqs_event([message]), lambda_context)
 
@@ -86,7 +92,9 @@ def test_a_replayed_batch_or_a_redelivered_event_starts_no_second_run(pipeline: 
     executions = _executions(pipeline)
     assert len(executions) == 2
     newest = max(executions, key=lambda e: e["startDate"])["name"]
-    manifest = json.loads(pipeline.s3.get_object(Bucket=pipeline.lake, Key=f"runs/{newest}/manifest.json")["Body"].read())
+    manifest = json.loads(
+        pipeline.s3.get_object(Bucket=pipeline.lake, Key=f"runs/{newest}/manifest.json")["Body"].read()
+    )
     assert sum(c["files"] for c in manifest["chunks"]) == 1
 
 
@@ -112,7 +120,7 @@ def test_when_the_execution_cannot_start_the_claims_are_released(
 ) -> None:
     message = _deliver(pipeline, "incoming/d4/P1.vcf.gz", gzip.compress(VCF))
     monkeypatch.setenv("STATE_MACHINE_ARN", pipeline.state_machine + "-missing")
-    with pytest.raises(Exception, match="StateMachineDoesNotExist|does not exist"):
+    with pytest.raises(Exception, match=r"StateMachineDoesNotExist|does not exist"):
         trigger.lambda_handler(sqs_event([message]), lambda_context)
 
     # When SQS redelivers after the fix, the file is not mistaken for a duplicate

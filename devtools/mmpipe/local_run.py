@@ -1,0 +1,153 @@
+"""`mmpipe local run`: drop a folder into the local landing bucket and let the events drive the pipeline.
+
+Nothing here calls a handler or the state machine directly: the files are uploaded, S3 notifies SQS, the
+event-source poller invokes the trigger, the trigger starts executions, and this module only watches and
+then writes what a person needs (run.json, tables/, quarantine.jsonl, logs.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mmpipe import report
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def delivery_files(input_dir: Path) -> list[Path]:
+    """Every file under the folder, skipping hidden files and folders (e.g. the cohort's .truth/)."""
+    files = []
+    for path in sorted(input_dir.rglob("*")):
+        rel = path.relative_to(input_dir)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files.append(path)
+    return files
+
+
+def route_handler_logs(log_file: Path) -> None:
+    """Send the handlers' structured JSON logs to a file, so the console shows progress only."""
+    from mmhealth.observability import logger as powertools_logger
+
+    target = logging.getLogger(powertools_logger.service)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(powertools_logger.registered_formatter)
+    for existing in list(target.handlers):
+        target.removeHandler(existing)
+    target.addHandler(handler)
+
+
+class Progress:
+    """One status line every few seconds on stderr: uploads, queue depth, executions by status."""
+
+    def __init__(self, stream: Any = sys.stderr, every: float = 2.0) -> None:
+        self.stream = stream
+        self.every = every
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def show(self, message: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= self.every:
+            self.last = now
+            print(f"[{now - self.started:6.1f}s] {message}", file=self.stream, flush=True)
+
+
+def run(
+    input_dir: Path, out_dir: Path, delivery: str | None, timeout: float, parameters: dict[str, str]
+) -> int:
+    """Upload, wait for every execution the delivery starts, write the outputs. 0 only if all succeeded."""
+    from mmpipe.local.runtime import LocalRuntime
+
+    files = delivery_files(input_dir)
+    if not files:
+        print(f"error: no files under {input_dir}", file=sys.stderr)
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    delivery = delivery or datetime.now(UTC).strftime("delivery-%Y%m%dT%H%M%SZ")
+    progress = Progress()
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF would flood the console locally
+    route_handler_logs(out_dir / "logs.jsonl")
+    with LocalRuntime(parameters=parameters) as runtime:
+        progress.show(f"local runtime up at {runtime.endpoint_url}; uploading {len(files)} files", force=True)
+        started = time.monotonic()
+        _upload(runtime, input_dir, files, delivery, progress)
+        executions = _wait(runtime, timeout, progress)
+        wall = time.monotonic() - started
+        return _write_outputs(runtime, out_dir, delivery, files, executions, wall, progress)
+
+
+def _upload(runtime: Any, input_dir: Path, files: list[Path], delivery: str, progress: Progress) -> None:
+    done = 0
+
+    def put(path: Path) -> None:
+        runtime.upload(path, f"incoming/{delivery}/{path.relative_to(input_dir).as_posix()}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in pool.map(put, files):
+            done += 1
+            progress.show(f"uploaded {done}/{len(files)}")
+    progress.show(
+        f"uploaded {done}/{len(files)} files to s3://{runtime.landing_bucket}/incoming/{delivery}/", True
+    )
+
+
+def _wait(runtime: Any, timeout: float, progress: Progress) -> list[dict[str, Any]]:
+    """Until the ingest queue is drained, no batch is in flight and every execution has finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        idle = runtime.event_sources_idle()
+        executions = runtime.executions()
+        by_status: dict[str, int] = {}
+        for execution in executions:
+            by_status[execution["status"]] = by_status.get(execution["status"], 0) + 1
+        summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(by_status.items())) or "none yet"
+        progress.show(f"queue {'drained' if idle else 'busy'}; executions: {summary}")
+        if idle and executions and all(e["status"] in TERMINAL for e in executions):
+            return executions
+        if time.monotonic() > deadline:
+            progress.show(f"timed out after {timeout:.0f}s", force=True)
+            return executions
+        time.sleep(0.5)
+
+
+def _write_outputs(
+    runtime: Any,
+    out_dir: Path,
+    delivery: str,
+    files: list[Path],
+    executions: list[dict[str, Any]],
+    wall: float,
+    progress: Progress,
+) -> int:
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    s3 = boto3.client("s3")
+    runs = [report.describe_execution(sfn, s3, runtime.lake_bucket, e["executionArn"]) for e in executions]
+    tables = report.export_tables(out_dir, runtime.outputs["GlueDatabasePrefix"])
+    quarantined = report.export_quarantine(out_dir, s3, runtime.lake_bucket, [r["run_id"] for r in runs])
+    ok = bool(runs) and all(r["status"] == "SUCCEEDED" for r in runs)
+    document = {
+        "delivery": delivery,
+        "status": "SUCCEEDED" if ok else "FAILED",
+        "files_delivered": len(files),
+        "wall_seconds": round(wall, 2),
+        "executions": runs,
+        "tables": tables,
+        "quarantined": quarantined,
+        "invocations": runtime.invocation_stats(),
+    }
+    (out_dir / "run.json").write_text(json.dumps(document, indent=2, default=str))
+    progress.show(
+        f"{document['status']}: {len(runs)} execution(s), {quarantined} quarantined, outputs in {out_dir}",
+        True,
+    )
+    return 0 if ok else 1

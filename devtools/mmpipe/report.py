@@ -1,0 +1,119 @@
+"""What a finished local (or cloud) run leaves for people: run.json, the tables as Parquet, quarantine.jsonl.
+
+Everything here reads through the public AWS APIs (Step Functions history, S3, the Glue-backed Iceberg
+catalog), so the same code describes a run in the cloud or on the local runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow.parquet as pq
+from pyiceberg.exceptions import NoSuchTableError
+
+from mmhealth.lakehouse.catalog import lakehouse_catalog
+
+NAMESPACES = ("genomic", "clinical", "imaging", "features", "ops")
+
+
+def state_timings(sfn: Any, execution_arn: str) -> dict[str, dict[str, float]]:
+    """Per state name: how often it ran, total and max seconds (from the execution history)."""
+    entered: dict[tuple[str, int], datetime] = {}
+    stats: dict[str, dict[str, float]] = defaultdict(lambda: {"count": 0, "total_s": 0.0, "max_s": 0.0})
+    paginator = sfn.get_paginator("get_execution_history")
+    events = [e for page in paginator.paginate(executionArn=execution_arn) for e in page["events"]]
+    for event in events:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            detail = event["stateEnteredEventDetails"]
+            entered[(detail["name"], event["id"])] = event["timestamp"]
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            start = _matching_entry(entered, name, event)
+            if start is None:
+                continue
+            seconds = (event["timestamp"] - start).total_seconds()
+            row = stats[name]
+            row["count"] += 1
+            row["total_s"] = round(row["total_s"] + seconds, 3)
+            row["max_s"] = round(max(row["max_s"], seconds), 3)
+    return dict(stats)
+
+
+def _matching_entry(
+    entered: dict[tuple[str, int], datetime], name: str, exited: dict[str, Any]
+) -> datetime | None:
+    """The StateEntered of this exit: the nearest earlier entry of that name (Map iterations interleave)."""
+    candidates = [key for key in entered if key[0] == name and key[1] < exited["id"]]
+    if not candidates:
+        return None
+    key = max(candidates, key=lambda k: k[1])
+    return entered.pop(key)
+
+
+def describe_execution(sfn: Any, s3: Any, lake_bucket: str, arn: str) -> dict[str, Any]:
+    """Status, timings, the failing cause and the run summary (when Finalize wrote one)."""
+    desc = sfn.describe_execution(executionArn=arn)
+    stop = desc.get("stopDate")
+    result: dict[str, Any] = {
+        "execution_arn": arn,
+        "run_id": desc["name"],
+        "status": desc["status"],
+        "started_at": desc["startDate"].isoformat(),
+        "stopped_at": stop.isoformat() if stop else None,
+        "seconds": round((stop - desc["startDate"]).total_seconds(), 3) if stop else None,
+        "states": state_timings(sfn, arn),
+    }
+    if desc["status"] != "SUCCEEDED":
+        result["error"] = desc.get("error")
+        result["cause"] = desc.get("cause")
+    try:
+        body = s3.get_object(Bucket=lake_bucket, Key=f"runs/{desc['name']}/summary.json")["Body"].read()
+        result["summary"] = json.loads(body)
+    except s3.exceptions.NoSuchKey:
+        result["summary"] = None
+    return result
+
+
+def export_tables(out_dir: Path, glue_prefix: str) -> dict[str, int]:
+    """Every lakehouse table as OUT/tables/<namespace>.<table>.parquet; returns row counts."""
+    catalog = lakehouse_catalog()
+    glue = boto3.client("glue")
+    counts: dict[str, int] = {}
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    for namespace in NAMESPACES:
+        database = f"{glue_prefix}{namespace}"
+        try:
+            tables = glue.get_tables(DatabaseName=database)["TableList"]
+        except glue.exceptions.EntityNotFoundException:
+            continue
+        for entry in tables:
+            try:
+                arrow = catalog.load_table((database, entry["Name"])).scan().to_arrow()
+            except NoSuchTableError:
+                continue
+            name = f"{namespace}.{entry['Name']}"
+            pq.write_table(arrow, out_dir / "tables" / f"{name}.parquet")
+            counts[name] = arrow.num_rows
+    return counts
+
+
+def export_quarantine(out_dir: Path, s3: Any, lake_bucket: str, run_ids: list[str]) -> int:
+    """OUT/quarantine.jsonl: one object per rejected file or line (key, modality, reason, ...)."""
+    lines = []
+    for run_id in run_ids:
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=lake_bucket, Prefix=f"runs/{run_id}/quarantine/"):
+            for item in page.get("Contents", []):
+                record = json.loads(s3.get_object(Bucket=lake_bucket, Key=item["Key"])["Body"].read())
+                lines.append(record)
+    lines.sort(key=lambda r: (r["key"], r.get("line") or 0))
+    with (out_dir / "quarantine.jsonl").open("w") as handle:
+        for record in lines:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+    return len(lines)

@@ -1,0 +1,44 @@
+"""`mmpipe summary OUT`: the counts a person wants after a run, from OUT/run.json and OUT/tables/."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+def print_summary(out_dir: Path) -> int:
+    """Print status, per-table rows (with distinct patients where known) and quarantine reasons."""
+    run_file = out_dir / "run.json"
+    if not run_file.exists():
+        print(f"error: {run_file} not found; run `mmpipe local run` first")
+        return 2
+    run = json.loads(run_file.read_text())
+    print(f"delivery {run['delivery']}: {run['status']} in {run['wall_seconds']} s")
+    print(f"  files delivered: {run['files_delivered']}; executions: {len(run['executions'])}")
+    for execution in run["executions"]:
+        line = f"  - {execution['run_id']}: {execution['status']} ({execution['seconds']} s)"
+        if execution.get("cause"):
+            line += f" cause: {execution['cause'][:200]}"
+        print(line)
+    print("tables:")
+    for name, rows in sorted(run["tables"].items()):
+        detail = ""
+        path = out_dir / "tables" / f"{name}.parquet"
+        if path.exists():
+            columns = pq.read_schema(path).names
+            if "sample_id" in columns:
+                samples = pc.count_distinct(pq.read_table(path, columns=["sample_id"])["sample_id"]).as_py()
+                detail = f" ({samples} samples)"
+        print(f"  {name:<28} {rows:>10,} rows{detail}")
+    quarantine = out_dir / "quarantine.jsonl"
+    records = (
+        [json.loads(line) for line in quarantine.read_text().splitlines()] if quarantine.exists() else []
+    )
+    print(f"quarantined: {len(records)}")
+    for (modality, reason), count in sorted(Counter((r["modality"], r["reason"]) for r in records).items()):
+        print(f"  {modality:<10} {reason:<28} {count}")
+    return 0 if run["status"] == "SUCCEEDED" else 1
