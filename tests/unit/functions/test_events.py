@@ -1,0 +1,155 @@
+"""Every function in template.yaml has a sample event in events/, and each handler accepts its event.
+
+The events are the ones `sam local invoke -e events/<name>.json <Function>` uses. They are chained: the
+run id in prepare.json is the one the trigger derives from trigger.json, the chunk in genomic_import.json is
+the one the trigger writes, and so on; this test replays the chain in a moto account seeded with the same
+files (tests/data/delivery), so an event that drifts from the code fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from cfnlint.decode import decode
+
+from mmhealth import storage
+from tests.conftest import REPO
+
+EVENTS = REPO / "events"
+DATA = REPO / "tests" / "data" / "delivery"
+
+
+def _functions() -> dict[str, str]:
+    template, errors = decode(str(REPO / "template.yaml"))
+    assert not errors
+    return {
+        logical: resource["Properties"]["Handler"]
+        for logical, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def event_name(logical_id: str) -> str:
+    """GenomicImportFunction -> genomic_import"""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", logical_id.removesuffix("Function")).lower()
+
+
+def _event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def _invoke(handler_path: str, event: dict[str, Any], context: Any) -> Any:
+    module, _, func = handler_path.rpartition(".")
+    handler = getattr(__import__(module, fromlist=[func]), func)
+    return handler(event, context)
+
+
+def test_every_function_has_an_event() -> None:
+    missing = [name for name in map(event_name, _functions()) if not (EVENTS / f"{name}.json").exists()]
+    assert missing == []
+
+
+@pytest.fixture
+def dev_account(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The dev stage's resource names, as the events use them, with the delivery's files in place."""
+    lake = _event("prepare")["manifest"]["bucket"]
+    landing = json.loads(_event("trigger")["Records"][0]["body"])["Records"][0]["s3"]["bucket"]["name"]
+    for bucket in (lake, landing):
+        aws.s3.create_bucket(Bucket=bucket)
+    for record in _event("trigger")["Records"]:
+        key = json.loads(record["body"])["Records"][0]["s3"]["object"]["key"]
+        local = DATA / key.split("/", 2)[2]
+        aws.s3.put_object(Bucket=landing, Key=key, Body=local.read_bytes())
+    glue = boto3.client("glue", endpoint_url=aws.endpoint)
+    for namespace in ("genomic", "ops"):
+        glue.create_database(DatabaseInput={"Name": f"mmpipe_dev_{namespace}"})
+    sfn = boto3.client("stepfunctions", endpoint_url=aws.endpoint)
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    arn = sfn.create_state_machine(
+        name="mmpipe-dev-pipeline", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    monkeypatch.setenv("LAKE_BUCKET", lake)
+    monkeypatch.setenv("GLUE_DATABASE_PREFIX", "mmpipe_dev_")
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    aws.sfn, aws.state_machine, aws.lake_dev = sfn, arn, lake
+    return aws
+
+
+def test_the_event_chain_runs_through_every_handler(
+    dev_account: SimpleNamespace, lambda_context, monkeypatch
+) -> None:
+    handlers = {event_name(k): v for k, v in _functions().items()}
+    run_id = _event("prepare")["run_id"]
+
+    # trigger.json: the delivery becomes the run named in prepare.json
+    assert _invoke(handlers["trigger"], _event("trigger"), lambda_context) == {"batchItemFailures": []}
+    (execution,) = dev_account.sfn.list_executions(stateMachineArn=dev_account.state_machine)["executions"]
+    assert execution["name"] == run_id
+
+    prepared = _invoke(handlers["prepare"], _event("prepare"), lambda_context)
+    assert (prepared["genomic"]["files"], prepared["unknown"], prepared["config"]["poll_seconds"]) == (
+        3,
+        1,
+        5,
+    )
+    assert prepared["genomic"]["chunks"][0] == _event("genomic_import")["chunk"]
+
+    imported = _invoke(handlers["genomic_import"], _event("genomic_import"), lambda_context)
+    assert (imported["status"], imported["parts"], imported["rows"], imported["quarantined"]) == (
+        "COMPLETED",
+        3,
+        9,
+        0,
+    )
+
+    catalogued = _invoke(handlers["genomic_catalog"], _event("genomic_catalog"), lambda_context)
+    assert {c["table"]: c["rows_added"] for c in catalogued["commits"]} == {
+        "genomic.variants": 7,
+        "genomic.clinvar": 2,
+    }
+
+    finalized = _invoke(handlers["finalize"], _event("finalize"), lambda_context)
+    assert (finalized["status"], finalized["quarantined"]) == (
+        "SUCCEEDED",
+        1,
+    )  # notes.txt, quarantined by the trigger
+
+    failed = _invoke(handlers["chunk_failure"], _event("chunk_failure"), lambda_context)
+    assert (failed["status"], failed["quarantined"]) == ("FAILED", 3)
+
+
+def test_the_poll_event_reads_the_healthomics_job(
+    dev_account: SimpleNamespace, lambda_context, monkeypatch
+) -> None:
+    event = _event("genomic_poll")
+    omics = boto3.client("omics", region_name="us-east-1")
+    stubber = Stubber(omics)
+    stubber.add_response(
+        "get_variant_import_job",
+        {
+            "id": event["job"]["job_id"],
+            "destinationName": "mmpipe_variants",
+            "roleArn": "arn:aws:iam::123456789012:role/omics-import",
+            "status": "IN_PROGRESS",
+            "statusMessage": "",
+            "creationTime": "2026-11-21T09:30:00Z",
+            "updateTime": "2026-11-21T09:31:00Z",
+            "items": [{"source": "s3://b/k.vcf.gz", "jobStatus": "IN_PROGRESS"}],
+            "runLeftNormalization": False,
+        },
+        {"jobId": event["job"]["job_id"]},
+    )
+    real_client = storage.client
+    monkeypatch.setattr(
+        storage, "client", lambda service: omics if service == "omics" else real_client(service)
+    )
+    handlers = {event_name(k): v for k, v in _functions().items()}
+    with stubber:
+        polled = _invoke(handlers["genomic_poll"], event, lambda_context)
+    assert (polled["status"], polled["attempt"], polled["wait_seconds"]) == ("IN_PROGRESS", 1, 8)
