@@ -42,4 +42,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "failed": len(response["batchItemFailures"]),
         },
     )
-    return response
+    return dict(response)
