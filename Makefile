@@ -55,7 +55,7 @@ demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS
 	$(BIN)/mmpipe summary $(DEMO)
 
 bench: $(STAMP) ## Benchmarks (not tests): genomic ingest of 889 VCFs vs the gzip ceiling
-	$(BIN)/python bench/genomic_ingest.py --patients 889 --out out/bench
+	$(BIN)/python bench/genomic_ingest.py --vcfs 889 --out out/bench
 
 clean: ## Remove generated output and the virtualenv
 	rm -rf out $(VENV) .mypy_cache .pytest_cache .ruff_cache
