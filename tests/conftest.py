@@ -81,7 +81,7 @@ class FakeLambdaContext:
 
     function_name = "mmpipe-test"
     function_version = "$LATEST"
-    memory_limit_in_mb = 1024
+    memory_limit_in_mb = "1024"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:mmpipe-test"
     aws_request_id = "00000000-0000-0000-0000-000000000000"
     log_group_name = "/mmpipe/test"
