@@ -57,13 +57,17 @@ def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     return output
 
 
-def finalize(run_id: str, branches: list[dict[str, Any]], unknown: int, cfg: Settings) -> dict[str, Any]:
-    """Commit the run's quarantine records to ops.quarantine, write and return the run summary."""
+def finalize(
+    run_id: str, branches: list[dict[str, Any]], unknown: int, files: dict[str, int], cfg: Settings
+) -> dict[str, Any]:
+    """Commit the run's quarantine records to ops.quarantine, write and return the run summary.
+
+    `files` is Prepare's count per modality: a modality with files but no branch in the state machine
+    is reported as not ingested rather than silently dropped.
+    """
     records = quarantine.load_run_records(cfg.lake_bucket, run_id)
     if records:
-        replace_rows(
-            "ops.quarantine", quarantine.to_arrow(records), run_id, _rows_of_run(run_id)
-        )
+        replace_rows("ops.quarantine", quarantine.to_arrow(records), run_id, _rows_of_run(run_id))
     modalities: dict[str, Any] = {}
     failures: list[str] = []
     for branch in branches:
@@ -80,6 +84,13 @@ def finalize(run_id: str, branches: list[dict[str, Any]], unknown: int, cfg: Set
                 "status": "ingested",
                 "tables": {c["table"]: c["rows_added"] for c in branch.get("commits", [])},
                 "quarantined": branch.get("quarantined", 0),
+            }
+    for name, count in files.items():
+        if count and name not in modalities:
+            modalities[name] = {
+                "status": "not-ingested",
+                "files": count,
+                "cause": "no branch for this modality yet",
             }
     summary = {
         "run_id": run_id,

@@ -16,7 +16,11 @@ from mmhealth.settings import settings
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = runs.finalize(
-        event["run_id"], event.get("modalities") or [], int(event.get("unknown", 0)), settings()
+        event["run_id"],
+        event.get("modalities") or [],
+        int(event.get("unknown", 0)),
+        {k: int(v) for k, v in (event.get("files") or {}).items()},
+        settings(),
     )
     logger.info("run finalized", extra={"status": summary["status"], "quarantined": summary["quarantined"]})
     return summary
