@@ -2,7 +2,7 @@
 
 For existing HealthOmics customers only. AWS closed HealthOmics variant and annotation stores to new
 customers on 2025-11-07 and recommends Apache Iceberg tables (Amazon S3 Tables) for variant analytics
-instead, which is what `genomic.variants` already is; the lakehouse import runs whatever this backend does.
+instead, which is what `genomic.variants` already is. The lakehouse import runs with or without this backend.
 
 Imports are started here and polled by the state machine (Wait -> `job_status` -> Choice), never `.sync`.
 Every function takes a boto3 `omics` client, so tests drive them with botocore's Stubber against the real
@@ -13,6 +13,8 @@ retried after the job started would start a second import of the same files. Bef
 a job on the same store whose sources are exactly this chunk's, created since `not_before` and not failed
 or cancelled, and hand that one back instead. Chunks of one run never share a file, so the source set
 identifies the chunk; `not_before` (the run's start) keeps an earlier run's import of the same keys out.
+Without it only the last hour is searched: enough for Step Functions retries, short enough that a
+re-delivery of the same keys is unlikely to be mistaken for a retry (pass `not_before` to be sure).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ FAILED = frozenset({"FAILED", "CANCELLED", "COMPLETED_WITH_FAILURES"})
 
 # Jobs that a retried start may adopt: still running, or finished cleanly.
 REUSABLE = frozenset({"SUBMITTED", "IN_PROGRESS", "COMPLETED"})
-# Without `not_before`, a job older than this is never adopted (Lambda retries happen within minutes).
-DEFAULT_LOOKBACK = timedelta(hours=24)
+# Without `not_before`, a job older than this is never adopted (retries come within minutes).
+DEFAULT_LOOKBACK = timedelta(hours=1)
 # Bounds on the duplicate search, so a store with a long import history cannot stall the Lambda.
 MAX_LIST_PAGES = 10
 MAX_CANDIDATES = 20

@@ -8,6 +8,7 @@ annotation VCF replaces the table.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,8 +43,14 @@ def samples_of(rows: pa.Table) -> BooleanExpression:
 OWNERS: dict[str, OwnedBy] = {VARIANTS: samples_of, CLINVAR: replace_all}
 
 
-def start_backend_import(status: ChunkStatus, staged: list[ManifestFile]) -> ChunkStatus:
-    """With GenomicBackend=healthomics, start one variant-store import for the chunk's genotype VCFs."""
+def start_backend_import(
+    status: ChunkStatus, staged: list[ManifestFile], execution_started_at: datetime | None = None
+) -> ChunkStatus:
+    """With GenomicBackend=healthomics, start one variant-store import for the chunk's genotype VCFs.
+
+    A retried import adopts the job its earlier attempt started; only jobs created since the execution
+    started qualify, so a later re-delivery of the same keys never adopts an earlier run's import.
+    """
     config = status.config
     sources = [f"s3://{f.object.bucket}/{f.object.key}" for f in staged if f.kind == "genomic"]
     if config.genomic_backend != "healthomics" or not sources:
@@ -59,6 +66,7 @@ def start_backend_import(status: ChunkStatus, staged: list[ManifestFile]) -> Chu
         role_arn=cfg.healthomics_role_arn,
         source_uris=sources,
         run_id=f"{status.chunk.run_id}/{status.chunk.chunk_id}",
+        not_before=execution_started_at,
     )
     return status.model_copy(
         update={"status": "IN_PROGRESS", "job": job, "wait_seconds": config.poll_seconds}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,4 +20,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     ref = ChunkRef.model_validate(event["chunk"])
     config = RunConfig.model_validate(event.get("config") or {})
     status, staged = modality.import_chunk(ref, config, importer.convert_vcf)
-    return importer.start_backend_import(status, staged).model_dump()
+    started = event.get("execution_started_at")
+    execution_started_at = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None
+    return importer.start_backend_import(status, staged, execution_started_at).model_dump()

@@ -153,3 +153,32 @@ def test_the_poll_event_reads_the_healthomics_job(
     with stubber:
         polled = _invoke(handlers["genomic_poll"], event, lambda_context)
     assert (polled["status"], polled["attempt"], polled["wait_seconds"]) == ("IN_PROGRESS", 1, 8)
+
+
+def test_with_the_healthomics_backend_the_import_starts_a_job_and_hands_over_to_polling(
+    dev_account: SimpleNamespace, lambda_context, monkeypatch
+) -> None:
+    # Given the delivery's chunk in place (the trigger wrote it) and the HealthOmics backend configured
+    handlers = {event_name(k): v for k, v in _functions().items()}
+    _invoke(handlers["trigger"], _event("trigger"), lambda_context)
+    monkeypatch.setenv("HEALTHOMICS_VARIANT_STORE", "mmpipe_variants")
+    monkeypatch.setenv("HEALTHOMICS_ROLE_ARN", "arn:aws:iam::123456789012:role/omics-import")
+    event = _event("genomic_import")
+    event["config"] = {**event["config"], "genomic_backend": "healthomics"}
+    omics = boto3.client("omics", region_name="us-east-1")
+    stubber = Stubber(omics)
+    stubber.add_response("list_variant_import_jobs", {"variantImportJobs": []}, None)
+    stubber.add_response("start_variant_import_job", {"jobId": "4842b5fa-2c39-4e0e-9c7a-1b2a3c4d5e6f"}, None)
+    real_client = storage.client
+    monkeypatch.setattr(
+        storage, "client", lambda service: omics if service == "omics" else real_client(service)
+    )
+
+    # When the chunk is imported
+    with stubber:
+        status = _invoke(handlers["genomic_import"], event, lambda_context)
+
+    # Then the lakehouse parts are staged and the chunk waits for the job
+    assert (status["status"], status["parts"], status["wait_seconds"]) == ("IN_PROGRESS", 3, 5)
+    assert status["job"] == {"backend": "healthomics", "job_id": "4842b5fa-2c39-4e0e-9c7a-1b2a3c4d5e6f"}
+    stubber.assert_no_pending_responses()
