@@ -84,38 +84,52 @@ def run(
         return _write_outputs(runtime, out_dir, delivery, files, executions, wall, progress)
 
 
+# moto's SQS costs O(queue depth) per message sent or received, so a deep queue makes a local run
+# quadratic. Uploads pause while more than this many landing events are waiting for the trigger.
+MAX_PENDING_EVENTS = 200
+
+
 def _upload(runtime: Any, input_dir: Path, files: list[Path], delivery: str, progress: Progress) -> None:
     done = 0
 
     def put(path: Path) -> None:
         runtime.upload(path, f"incoming/{delivery}/{path.relative_to(input_dir).as_posix()}")
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for _ in pool.map(put, files):
-            done += 1
-            progress.show(f"uploaded {done}/{len(files)}")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for start in range(0, len(files), 50):
+            while done - _events_consumed(runtime) > MAX_PENDING_EVENTS:
+                time.sleep(0.2)
+            for _ in pool.map(put, files[start : start + 50]):
+                done += 1
+            progress.show(f"uploaded {done}/{len(files)}; trigger consumed {_events_consumed(runtime)} events")
     progress.show(
         f"uploaded {done}/{len(files)} files to s3://{runtime.landing_bucket}/incoming/{delivery}/", True
     )
+
+
+def _events_consumed(runtime: Any) -> int:
+    return sum(len(batch.deleted) for batch in runtime.batches)
 
 
 def _wait(runtime: Any, timeout: float, progress: Progress) -> list[dict[str, Any]]:
     """Until the ingest queue is drained, no batch is in flight and every execution has finished."""
     deadline = time.monotonic() + timeout
     while True:
-        idle = runtime.event_sources_idle()
         executions = runtime.executions()
         by_status: dict[str, int] = {}
         for execution in executions:
             by_status[execution["status"]] = by_status.get(execution["status"], 0) + 1
         summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(by_status.items())) or "none yet"
-        progress.show(f"queue {'drained' if idle else 'busy'}; executions: {summary}")
-        if idle and executions and all(e["status"] in TERMINAL for e in executions):
+        finished = bool(executions) and all(e["status"] in TERMINAL for e in executions)
+        # Queue depth is costly to ask moto for (it scans every message): only once the runs look done.
+        idle = finished and runtime.event_sources_idle()
+        progress.show(f"executions: {summary}" + ("" if finished else "; events still arriving"))
+        if idle:
             return executions
         if time.monotonic() > deadline:
             progress.show(f"timed out after {timeout:.0f}s", force=True)
             return executions
-        time.sleep(0.5)
+        time.sleep(1.0)
 
 
 def _write_outputs(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -31,36 +32,34 @@ def claim(table: str, obj: S3Object, run_id: str, run_exists: Callable[[str], bo
         "claimed_at": {"N": str(now)},
         "expires_at": {"N": str(now + CLAIM_TTL_SECONDS)},
     }
-    ddb = storage.client("dynamodb")
-    try:
-        ddb.put_item(
-            TableName=table,
-            Item=item,
-            ConditionExpression="attribute_not_exists(object_id) OR run_id = :run",
-            ExpressionAttributeValues={":run": {"S": run_id}},
-        )
+    if _put_if(table, item, "attribute_not_exists(object_id) OR run_id = :run", run_id):
         return True
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            storage.reraise_transient(exc)
-            raise
-    current = ddb.get_item(TableName=table, Key={"object_id": {"S": obj.object_id}}, ConsistentRead=True)
+    current = storage.client("dynamodb").get_item(
+        TableName=table, Key={"object_id": {"S": obj.object_id}}, ConsistentRead=True
+    )
     owner = current.get("Item", {})
     owner_run = owner.get("run_id", {}).get("S", "")
     claimed_at = int(owner.get("claimed_at", {}).get("N", str(now)))
     if now - claimed_at < STALE_CLAIM_SECONDS or run_exists(owner_run):
         return False
-    try:  # take over a stale claim whose run never started
-        ddb.put_item(
+    # Take over a stale claim whose run never started.
+    return _put_if(table, item, "run_id = :run", owner_run)
+
+
+def _put_if(table: str, item: dict[str, Any], condition: str, run_id: str) -> bool:
+    """Conditional put; False when the condition does not hold."""
+    try:
+        storage.client("dynamodb").put_item(
             TableName=table,
             Item=item,
-            ConditionExpression="run_id = :old",
-            ExpressionAttributeValues={":old": {"S": owner_run}},
+            ConditionExpression=condition,
+            ExpressionAttributeValues={":run": {"S": run_id}},
         )
         return True
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
+        storage.reraise_transient(exc)
         raise
 
 
