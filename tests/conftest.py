@@ -35,6 +35,9 @@ def _free_port() -> int:
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    from mmpipe.local.glue_locking import register_glue_locking_hook
+
+    register_glue_locking_hook()  # moto's Glue ignores VersionId; the local runtime enforces it too
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -29,6 +29,7 @@ import boto3
 
 from mmpipe.local.aws import AwsClients
 from mmpipe.local.event_sources import BatchOutcome, SqsEventSource, SqsPoller, take_over_sqs_mappings
+from mmpipe.local.glue_locking import register_glue_locking_hook
 from mmpipe.local.inbox import TopicInbox
 from mmpipe.local.invoker import (
     FunctionSpec,
@@ -139,6 +140,7 @@ class LocalRuntime:
         self._env.apply(sdk_variables(server.endpoint_url, server.port))
         # Before any session is created: the sessions created from now on answer Invoke in-process.
         register_invoke_hook()
+        register_glue_locking_hook()
         clients = self._clients = AwsClients(server.endpoint_url)
 
         stack = self._stack = deploy_stack(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 
@@ -62,7 +62,10 @@ def ensure_table(catalog: Catalog, name: str, schema: pa.Schema | None = None) -
     except NoSuchTableError:
         location = f"s3://{settings().lake_bucket}/warehouse/{name.replace('.', '/')}"
         logger.info("creating iceberg table", extra={"table": name})
-        return catalog.create_table(identifier, schema=schema, location=location)
+        try:
+            return catalog.create_table(identifier, schema=schema, location=location)
+        except TableAlreadyExistsError:  # another run's catalog step created it first
+            table = catalog.load_table(identifier)
     missing = [f for f in schema if f.name not in table.schema().column_names]
     if missing:
         with table.update_schema() as update:

@@ -64,3 +64,20 @@ def test_a_redelivered_callset_replaces_the_samples_rows_and_keeps_the_others(aw
 
 def test_a_missing_table_reads_as_none(aws: SimpleNamespace) -> None:
     assert read_table("genomic.clinvar") is None
+
+
+def test_concurrent_runs_both_commit_without_losing_rows(aws: SimpleNamespace) -> None:
+    # Given two runs whose catalog steps race on a table that does not exist yet
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = [(f"run-{i}", _variants(f"P{i}", 10 + i, f"run-{i}")) for i in range(4)]
+
+    # When they commit at the same time
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        commits = list(
+            pool.map(lambda run: replace_rows("genomic.variants", run[1], run[0], samples_of), runs)
+        )
+
+    # Then every run's rows are there exactly once
+    assert [c.rows_added for c in commits] == [10, 11, 12, 13]
+    assert read_table("genomic.variants").num_rows == 46
