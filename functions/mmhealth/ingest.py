@@ -11,7 +11,8 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
@@ -35,6 +36,7 @@ from mmhealth.observability import MetricUnit, logger, metrics
 from mmhealth.settings import Settings
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+IO_WORKERS = 16  # concurrent S3 / DynamoDB requests per trigger invocation
 
 
 def objects_in_message(body: str) -> list[S3Object]:
@@ -64,6 +66,23 @@ def classify_object(obj: S3Object) -> ManifestFile:
     head = storage.head(obj.bucket, obj.key, SNIFF_BYTES) if obj.size else b""
     result = classify(obj.key, head, obj.size)
     return ManifestFile(object=obj, kind=result.kind, reason=result.reason)
+
+
+def classify_messages(bodies: Mapping[str, str]) -> dict[str, list[ManifestFile] | Exception]:
+    """Classify the objects of many SQS messages concurrently (the sniffing GETs are I/O-bound).
+
+    Returns, per message id, its classified files or the exception that message failed with, so the
+    caller can report exactly those messages as batch item failures.
+    """
+
+    def one(body: str) -> list[ManifestFile] | Exception:
+        try:
+            return [classify_object(obj) for obj in objects_in_message(body)]
+        except Exception as exc:  # reported per message by the caller (partial batch failure)
+            return exc
+
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+        return dict(zip(bodies, pool.map(one, bodies.values()), strict=True))
 
 
 def run_id_for(files: Iterable[ManifestFile]) -> str:
@@ -120,7 +139,7 @@ def start_run(files: list[ManifestFile], cfg: Settings) -> str | None:
         raise PipelineError("the trigger needs STATE_MACHINE_ARN and LEDGER_TABLE in its environment")
     unique = list({f.object.object_id: f for f in files}.values())
     run_id = run_id_for(unique)
-    claimed = [f for f in unique if ledger.claim(cfg.ledger_table, f.object, run_id, _execution_exists(cfg))]
+    claimed = _claim_all(cfg, unique, run_id)
     duplicates = len(unique) - len(claimed)
     metrics.add_metric(name="DuplicateFilesSkipped", unit=MetricUnit.Count, value=duplicates)
     if not claimed:
@@ -129,9 +148,7 @@ def start_run(files: list[ManifestFile], cfg: Settings) -> str | None:
     if len(claimed) != len(unique):  # the run is what is new in this batch
         ledger.release(cfg.ledger_table, [f.object for f in claimed], run_id)
         run_id = run_id_for(claimed)
-        claimed = [
-            f for f in claimed if ledger.claim(cfg.ledger_table, f.object, run_id, _execution_exists(cfg))
-        ]
+        claimed = _claim_all(cfg, claimed, run_id)
         if not claimed:
             return None
     try:
@@ -163,6 +180,15 @@ def start_run(files: list[ManifestFile], cfg: Settings) -> str | None:
         },
     )
     return run_id
+
+
+def _claim_all(cfg: Settings, files: list[ManifestFile], run_id: str) -> list[ManifestFile]:
+    """The files this run now owns (conditional puts, issued concurrently)."""
+    table = cfg.ledger_table or ""
+    exists = _execution_exists(cfg)
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+        owned = list(pool.map(lambda f: ledger.claim(table, f.object, run_id, exists), files))
+    return [f for f, mine in zip(files, owned, strict=True) if mine]
 
 
 def _start_execution(cfg: Settings, run_id: str) -> None:

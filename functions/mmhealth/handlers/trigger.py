@@ -1,7 +1,8 @@
 """SQS (S3 ObjectCreated events) -> classified, deduplicated run -> one state machine execution.
 
 Partial batch failures: a message whose object cannot be read is reported in batchItemFailures and
-retried alone (then dead-lettered); the others go on into this batch's run.
+retried alone (then dead-lettered); the others go on into this batch's run. The objects are sniffed
+concurrently first; the BatchProcessor then accounts for each record's outcome.
 """
 
 from __future__ import annotations
@@ -18,16 +19,20 @@ from mmhealth.observability import logger, metrics, tracer
 from mmhealth.settings import settings
 
 
-def classify_message(record: SQSRecord) -> list[ManifestFile]:
-    return [ingest.classify_object(obj) for obj in ingest.objects_in_message(record.body)]
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    classified = ingest.classify_messages({r["messageId"]: r["body"] for r in event["Records"]})
+
+    def classified_files(record: SQSRecord) -> list[ManifestFile]:
+        outcome = classified[record.message_id]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    with processor(records=event["Records"], handler=classify_message):
+    with processor(records=event["Records"], handler=classified_files):
         outcomes = processor.process()
     files = [f for status, result, _ in outcomes if status == "success" for f in result]
     run_id = ingest.start_run(files, settings())
