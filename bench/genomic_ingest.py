@@ -31,20 +31,28 @@ def gzip_ceiling(files: list[Path]) -> dict[str, float]:
     start = time.perf_counter()
     raw = sum(len(gzip.decompress(p.read_bytes())) for p in files)
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 3), "mb_per_s": round(raw / 1e6 / seconds, 1), "decompressed_mb": raw / 1e6}
+    return {
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(raw / 1e6 / seconds, 1),
+        "decompressed_mb": raw / 1e6,
+    }
 
 
 def conversion_only(files: list[Path]) -> dict[str, float]:
     from mmhealth.genomic.vcf import read_genotypes
 
     start = time.perf_counter()
-    rows = sum(read_genotypes(p, source_key=p.name, object_id="bench", run_id="bench").num_rows for p in files)
+    rows = sum(
+        read_genotypes(p, source_key=p.name, object_id="bench", run_id="bench").num_rows for p in files
+    )
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 3), "rows": rows, "rows_per_s": round(rows / seconds)}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vcfs", type=int, default=889, help="per-patient VCFs to ingest")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", default="out/bench")
@@ -91,8 +99,12 @@ def main() -> int:
     }
     (out / "genomic_ingest.json").write_text(json.dumps(result, indent=2))
     print(f"{len(genotype_files)} VCFs, {variants:,} variant rows, {os.cpu_count()} cores")
-    print(f"  pipeline (upload -> Iceberg): {wall:8.1f} s  {result['pipeline']['variants_per_s']:>10,} variants/s")
-    print(f"  conversion only (1 process):  {conversion['seconds']:8.1f} s  {conversion['rows_per_s']:>10,} rows/s")
+    print(
+        f"  pipeline (upload -> Iceberg): {wall:8.1f} s  {result['pipeline']['variants_per_s']:>10,} variants/s"
+    )
+    print(
+        f"  conversion only (1 process):  {conversion['seconds']:8.1f} s  {conversion['rows_per_s']:>10,} rows/s"
+    )
     print(f"  gzip ceiling (1 process):     {ceiling['seconds']:8.1f} s  {ceiling['mb_per_s']:>10} MB/s")
     print("  reference: ~1800 s for 889 VCFs into HealthOmics (AWS multimodal guidance)")
     return status

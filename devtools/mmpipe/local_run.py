@@ -101,7 +101,9 @@ def _upload(runtime: Any, input_dir: Path, files: list[Path], delivery: str, pro
                 time.sleep(0.2)
             for _ in pool.map(put, files[start : start + 50]):
                 done += 1
-            progress.show(f"uploaded {done}/{len(files)}; trigger consumed {_events_consumed(runtime)} events")
+            progress.show(
+                f"uploaded {done}/{len(files)}; trigger consumed {_events_consumed(runtime)} events"
+            )
     progress.show(
         f"uploaded {done}/{len(files)} files to s3://{runtime.landing_bucket}/incoming/{delivery}/", True
     )
@@ -149,12 +151,22 @@ def _write_outputs(
     tables = report.export_tables(out_dir, runtime.outputs["GlueDatabasePrefix"])
     quarantined = report.export_quarantine(out_dir, s3, runtime.lake_bucket, [r["run_id"] for r in runs])
     ok = bool(runs) and all(r["status"] == "SUCCEEDED" for r in runs)
+    modalities: dict[str, dict[str, int]] = {}
+    for execution in runs:
+        for name, entry in ((execution.get("summary") or {}).get("modalities") or {}).items():
+            counts = modalities.setdefault(name, {"files": 0, "quarantined": 0, "runs_failed": 0})
+            counts["files"] += int(entry.get("files", 0))
+            counts["quarantined"] += int(entry.get("quarantined", 0))
+            counts["runs_failed"] += entry.get("status") == "failed"
+            for table, rows in (entry.get("tables") or {}).items():
+                counts[f"rows_committed:{table}"] = counts.get(f"rows_committed:{table}", 0) + int(rows)
     document = {
         "delivery": delivery,
         "status": "SUCCEEDED" if ok else "FAILED",
         "files_delivered": len(files),
         "wall_seconds": round(wall, 2),
         "executions": runs,
+        "modalities": modalities,
         "tables": tables,
         "quarantined": quarantined,
         "invocations": runtime.invocation_stats(),

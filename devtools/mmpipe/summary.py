@@ -24,6 +24,12 @@ def print_summary(out_dir: Path) -> int:
         if execution.get("cause"):
             line += f" cause: {execution['cause'][:200]}"
         print(line)
+    print("modalities:")
+    for name, counts in sorted(run.get("modalities", {}).items()):
+        line = f"  {name:<10} {counts['files']:>6} files, {counts['quarantined']} quarantined"
+        if counts.get("runs_failed"):
+            line += f", {counts['runs_failed']} run(s) failed"
+        print(line)
     print("tables:")
     for name, rows in sorted(run["tables"].items()):
         detail = ""

@@ -92,6 +92,8 @@ def finalize(
                 "files": count,
                 "cause": "no branch for this modality yet",
             }
+    for name, entry in modalities.items():
+        entry.setdefault("files", files.get(name, 0))
     summary = {
         "run_id": run_id,
         "status": "FAILED" if failures else "SUCCEEDED",

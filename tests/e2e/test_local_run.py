@@ -47,6 +47,8 @@ def test_a_generated_cohort_runs_end_to_end(tmp_path: Path) -> None:
     variants = pq.read_table(out / "tables" / "genomic.variants.parquet")
     assert variants.num_rows == sum(carried_alt_alleles(p) for p in vcfs)
     assert document["tables"]["genomic.variants"] == variants.num_rows
+    assert document["modalities"]["genomic"]["files"] == len(vcfs) + 1  # + the ClinVar-style VCF
+    assert document["modalities"]["genomic"]["rows_committed:genomic.variants"] == variants.num_rows
     assert (out / "quarantine.jsonl").exists()
     # No patient names or addresses reach the logs (the cohort's Patient resources carry both)
     logs = (out / "logs.jsonl").read_text()
