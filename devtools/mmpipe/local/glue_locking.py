@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import botocore.handlers
@@ -59,9 +59,9 @@ def _enforce_version_id(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, 
             if current != expected:
                 message = f"Update table failed due to concurrent modifications (version {expected} is not {current})"
                 error = {"Error": {"Code": "ConcurrentModificationException", "Message": message}}
-                return AWSResponse(params.get("url", ""), 400, {}, None), error
+                return AWSResponse(params.get("url", ""), 400, cast(Any, {}), None), error
             glue.update_table(**request)
-            return AWSResponse(params.get("url", ""), 200, {}, None), {
+            return AWSResponse(params.get("url", ""), 200, cast(Any, {}), None), {
                 "ResponseMetadata": {"HTTPStatusCode": 200}
             }
         finally:
