@@ -54,7 +54,8 @@ demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS
 	$(BIN)/mmpipe local run --input $(DEMO)/input --out $(DEMO)
 	$(BIN)/mmpipe summary $(DEMO)
 
-bench: $(STAMP) ## Benchmarks (not tests): genomic ingest of 889 VCFs vs the gzip ceiling
+bench: $(STAMP) ## Benchmarks (not tests): VCF readers compared; genomic ingest of 889 VCFs vs the gzip ceiling
+	$(BIN)/python bench/vcf_readers.py --out out/bench/vcf_readers.json
 	$(BIN)/python bench/genomic_ingest.py --vcfs 889 --out out/bench
 
 clean: ## Remove generated output and the virtualenv

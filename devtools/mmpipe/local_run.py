@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,15 +34,19 @@ def delivery_files(input_dir: Path) -> list[Path]:
 
 
 def route_handler_logs(log_file: Path) -> None:
-    """Send the handlers' structured JSON logs to a file, so the console shows progress only."""
+    """Send the handlers' structured JSON logs (and pyiceberg's) to a file: the console shows progress only."""
     from mmhealth.observability import logger as powertools_logger
 
-    target = logging.getLogger(powertools_logger.service)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(powertools_logger.registered_formatter)
-    for existing in list(target.handlers):
-        target.removeHandler(existing)
-    target.addHandler(handler)
+    for name in (powertools_logger.service, "pyiceberg"):
+        target = logging.getLogger(name)
+        for existing in list(target.handlers):
+            target.removeHandler(existing)
+        target.addHandler(handler)
+        target.propagate = False
+    # An overwrite into an empty table "deletes nothing": expected on a table's first commit.
+    warnings.filterwarnings("ignore", message="Delete operation did not match any records")
 
 
 class Progress:
@@ -154,8 +159,12 @@ def _write_outputs(
     modalities: dict[str, dict[str, int]] = {}
     for execution in runs:
         for name, entry in ((execution.get("summary") or {}).get("modalities") or {}).items():
-            counts = modalities.setdefault(name, {"files": 0, "quarantined": 0, "runs_failed": 0})
+            counts = modalities.setdefault(
+                name, {"files": 0, "quarantined": 0, "runs_failed": 0, "files_not_ingested": 0}
+            )
             counts["files"] += int(entry.get("files", 0))
+            if entry.get("status") == "not-ingested":
+                counts["files_not_ingested"] += int(entry.get("files", 0))
             counts["quarantined"] += int(entry.get("quarantined", 0))
             counts["runs_failed"] += entry.get("status") == "failed"
             for table, rows in (entry.get("tables") or {}).items():

@@ -18,17 +18,23 @@ def print_summary(out_dir: Path) -> int:
         return 2
     run = json.loads(run_file.read_text())
     print(f"delivery {run['delivery']}: {run['status']} in {run['wall_seconds']} s")
-    print(f"  files delivered: {run['files_delivered']}; executions: {len(run['executions'])}")
+    statuses = Counter(e["status"] for e in run["executions"])
+    print(
+        f"  files delivered: {run['files_delivered']}; executions: {len(run['executions'])} "
+        f"({', '.join(f'{n} {s.lower()}' for s, n in sorted(statuses.items()))})"
+    )
     for execution in run["executions"]:
-        line = f"  - {execution['run_id']}: {execution['status']} ({execution['seconds']} s)"
-        if execution.get("cause"):
-            line += f" cause: {execution['cause'][:200]}"
-        print(line)
+        if execution["status"] != "SUCCEEDED":
+            print(f"  - {execution['run_id']}: {execution['status']}: {(execution.get('cause') or '')[:300]}")
     print("modalities:")
     for name, counts in sorted(run.get("modalities", {}).items()):
         line = f"  {name:<10} {counts['files']:>6} files, {counts['quarantined']} quarantined"
         if counts.get("runs_failed"):
             line += f", {counts['runs_failed']} run(s) failed"
+        if counts.get("files_not_ingested"):
+            line += (
+                f" ({counts['files_not_ingested']} not ingested: this modality has no pipeline branch yet)"
+            )
         print(line)
     print("tables:")
     for name, rows in sorted(run["tables"].items()):
