@@ -6,6 +6,7 @@ HTTP endpoint can serve.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -77,6 +78,19 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     return SimpleNamespace(
         endpoint=moto_endpoint, landing=landing, lake=env["LAKE_BUCKET"], ledger=env["LEDGER_TABLE"], s3=s3
     )
+
+
+def stand_in_state_machine(aws: SimpleNamespace, name: str) -> str:
+    """A one-state machine for unit tests that only need StartExecution / ListExecutions to work."""
+    import boto3
+
+    aws.sfn = boto3.client("stepfunctions", endpoint_url=aws.endpoint)
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    arn = aws.sfn.create_state_machine(
+        name=name, definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    aws.state_machine = arn
+    return str(arn)
 
 
 class FakeLambdaContext:

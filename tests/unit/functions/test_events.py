@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 from cfnlint.decode import decode
 
 from mmhealth import storage
-from tests.conftest import REPO
+from tests.conftest import REPO, stand_in_state_machine
 
 EVENTS = REPO / "events"
 DATA = REPO / "tests" / "data" / "delivery"
@@ -69,15 +69,10 @@ def dev_account(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Simple
     glue = boto3.client("glue", endpoint_url=aws.endpoint)
     for namespace in ("genomic", "ops"):
         glue.create_database(DatabaseInput={"Name": f"mmpipe_dev_{namespace}"})
-    sfn = boto3.client("stepfunctions", endpoint_url=aws.endpoint)
-    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
-    arn = sfn.create_state_machine(
-        name="mmpipe-dev-pipeline", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
-    )["stateMachineArn"]
     monkeypatch.setenv("LAKE_BUCKET", lake)
     monkeypatch.setenv("GLUE_DATABASE_PREFIX", "mmpipe_dev_")
-    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    aws.sfn, aws.state_machine, aws.lake_dev = sfn, arn, lake
+    monkeypatch.setenv("STATE_MACHINE_ARN", stand_in_state_machine(aws, "mmpipe-dev-pipeline"))
+    aws.lake_dev = lake
     return aws
 
 

@@ -6,11 +6,11 @@ import gzip
 import json
 from types import SimpleNamespace
 
-import boto3
 import pytest
 
 from mmhealth.contracts import RunManifest
 from mmhealth.handlers import trigger
+from tests.conftest import stand_in_state_machine
 from tests.s3_events import s3_notification, sqs_event
 
 VCF = (
@@ -22,15 +22,8 @@ VCF = (
 
 @pytest.fixture
 def pipeline(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    sfn = boto3.client("stepfunctions", endpoint_url=aws.endpoint)
-    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
-    arn = sfn.create_state_machine(
-        name="mmpipe-test-pipeline", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
-    )["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    monkeypatch.setenv("STATE_MACHINE_ARN", stand_in_state_machine(aws, "mmpipe-test-pipeline"))
     monkeypatch.setenv("CHUNK_SIZE", "2")
-    aws.sfn = sfn
-    aws.state_machine = arn
     return aws
 
 
