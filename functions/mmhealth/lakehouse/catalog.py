@@ -18,6 +18,7 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableA
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 
+from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import TableCommit
 from mmhealth.errors import TransientError
 from mmhealth.lakehouse.schemas import TABLES
@@ -25,6 +26,7 @@ from mmhealth.observability import logger
 from mmhealth.settings import settings
 
 RUN_PROPERTY = "mmpipe.run_id"
+SCHEMAS = {**TABLES, **CLINICAL_TABLES}  # every table the pipeline writes, by "<namespace>.<table>"
 COMMIT_ATTEMPTS = 5
 
 
@@ -54,8 +56,8 @@ def glue_identifier(name: str) -> tuple[str, str]:
 
 
 def ensure_table(catalog: Catalog, name: str, schema: pa.Schema | None = None) -> Table:
-    """Load the table, creating it (or adding new columns) from its Arrow schema in `schemas.TABLES`."""
-    schema = schema or TABLES[name]
+    """Load the table, creating it (or adding new columns) from its Arrow schema in `SCHEMAS`."""
+    schema = schema or SCHEMAS[name]
     identifier = glue_identifier(name)
     try:
         table = catalog.load_table(identifier)
@@ -96,7 +98,7 @@ def replace_rows(
     as TransientError for the state machine's Retry.
     """
     catalog = catalog or lakehouse_catalog()
-    rows = rows.cast(TABLES[name]) if name in TABLES else rows
+    rows = rows.cast(SCHEMAS[name]) if name in SCHEMAS else rows
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = ensure_table(catalog, name, rows.schema)
         previous = committed_by_run(table, run_id)
