@@ -8,7 +8,8 @@ commit are here, once.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
@@ -31,8 +32,26 @@ from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.observability import MetricUnit, logger, metrics, tracer
 from mmhealth.settings import settings
 
-# One file on local disk -> rows per table ("genomic.variants" -> Arrow table). Raises InvalidInputError.
-FileConverter = Callable[[ManifestFile, Path, str], Mapping[str, pa.Table]]
+
+@dataclass(frozen=True)
+class LineProblem:
+    """A rejected part of an otherwise ingested file (a bad NDJSON line, a bad Bundle entry)."""
+
+    reason: str
+    detail: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What one file became: rows per table ("clinical.observation" -> Arrow), and what was left out."""
+
+    tables: Mapping[str, pa.Table]
+    problems: Sequence[LineProblem] = ()
+
+
+# One file on local disk -> Converted. Raises InvalidInputError when the whole file is unusable.
+FileConverter = Callable[[ManifestFile, Path, str], Converted]
 OwnedBy = Callable[[pa.Table], BooleanExpression]
 
 
@@ -61,14 +80,20 @@ def import_chunk(
             local = Path(tmp) / PurePosixPath(file.object.key).name
             storage.download(file.object.bucket, file.object.key, local)
             try:
-                tables = convert(file, local, ref.run_id)
+                converted = convert(file, local, ref.run_id)
             except InvalidInputError as exc:
                 quarantine.record_invalid(lake, ref.run_id, file.object, ref.modality, exc)
                 quarantined += 1
                 continue
             finally:
                 local.unlink(missing_ok=True)
-            for name, table in tables.items():
+            for n, problem in enumerate(converted.problems):
+                quarantine.record(
+                    lake, ref.run_id, file.object, modality=ref.modality, stage="import",
+                    reason=problem.reason, detail=problem.detail, line=problem.line, n=n,
+                )  # fmt: skip
+            quarantined += len(converted.problems)
+            for name, table in converted.tables.items():
                 storage.write_parquet(
                     lake, paths.staged_part(ref.modality, name, file.object.object_id), table
                 )

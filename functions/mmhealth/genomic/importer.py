@@ -7,7 +7,6 @@ annotation VCF replaces the table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -20,19 +19,19 @@ from mmhealth.contracts import ChunkStatus, ManifestFile
 from mmhealth.errors import PipelineError
 from mmhealth.genomic import healthomics, vcf
 from mmhealth.lakehouse.catalog import replace_all
-from mmhealth.modality import OwnedBy
+from mmhealth.modality import Converted, OwnedBy
 from mmhealth.settings import settings
 
 VARIANTS = "genomic.variants"
 CLINVAR = "genomic.clinvar"
 
 
-def convert_vcf(file: ManifestFile, path: Path, run_id: str) -> Mapping[str, pa.Table]:
-    """A genotype VCF -> genomic.variants rows; an annotation VCF -> genomic.clinvar rows."""
+def convert_vcf(file: ManifestFile, path: Path, run_id: str) -> Converted:
+    """A genotype VCF -> genomic.variants rows; an annotation VCF -> genomic.clinvar rows (all or nothing)."""
     lineage = {"source_key": file.object.key, "object_id": file.object.object_id, "run_id": run_id}
     if file.kind == "annotation":
-        return {CLINVAR: vcf.read_clinvar(path, **lineage)}
-    return {VARIANTS: vcf.read_genotypes(path, **lineage)}
+        return Converted({CLINVAR: vcf.read_clinvar(path, **lineage)})
+    return Converted({VARIANTS: vcf.read_genotypes(path, **lineage)})
 
 
 def samples_of(rows: pa.Table) -> BooleanExpression:
