@@ -10,8 +10,8 @@ import pytest
 
 from mmhealth.contracts import RunManifest
 from mmhealth.handlers import trigger
+from mmpipe.lambda_events import s3_notification, sqs_event
 from tests.conftest import stand_in_state_machine
-from tests.s3_events import s3_notification, sqs_event
 
 VCF = (
     b"##fileformat=VCFv4.2\n##contig=<ID=chr1,length=248956422>\n"
