@@ -57,6 +57,7 @@ demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS
 bench: $(STAMP) ## Benchmarks (not tests): VCF readers compared; genomic ingest of 889 VCFs vs the gzip ceiling
 	$(BIN)/python bench/vcf_readers.py --out out/bench/vcf_readers.json
 	$(BIN)/python bench/genomic_ingest.py --vcfs 889 --out out/bench
+	PYTHONPATH=. $(BIN)/python bench/clinical_features.py
 
 clean: ## Remove generated output and the virtualenv
 	rm -rf out $(VENV) .mypy_cache .pytest_cache .ruff_cache

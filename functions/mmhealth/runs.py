@@ -58,7 +58,12 @@ def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
 
 
 def finalize(
-    run_id: str, branches: list[dict[str, Any]], unknown: int, files: dict[str, int], cfg: Settings
+    run_id: str,
+    branches: list[dict[str, Any]],
+    unknown: int,
+    files: dict[str, int],
+    cfg: Settings,
+    features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Commit the run's quarantine records to ops.quarantine, write and return the run summary.
 
@@ -94,11 +99,19 @@ def finalize(
             }
     for name, entry in modalities.items():
         entry.setdefault("files", files.get(name, 0))
+    features = features or {}
+    if "Error" in features:  # the Features step failed; its Catch put the error here
+        cause = short_cause(str(features.get("Cause", "")))
+        failures.append(f"features: {features['Error']}: {cause}")
+        features = {"status": "failed", "error": features["Error"], "cause": cause}
+    else:
+        features = features.get("result") or {"skipped": True}
     summary = {
         "run_id": run_id,
         "status": "FAILED" if failures else "SUCCEEDED",
         "finished_at": utc_now(),
         "modalities": modalities,
+        "features": features,
         "quarantined": len(records),
         "unknown_files": unknown,
         "cause": "; ".join(failures) if failures else None,

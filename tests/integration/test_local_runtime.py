@@ -399,6 +399,7 @@ def test_a_delivery_runs_the_real_state_machine_to_success_and_notifies(
         "GenomicImportFunction": 2,
         "GenomicPollFunction": 2,
         "GenomicCatalogFunction": 1,
+        "FeaturesFunction": 1,  # the real one: no clinical rows changed, so it returns "skipped"
         "FinalizeFunction": 1,
     }
     assert contexts == [

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -765,17 +765,25 @@ def build_chart(
 
 
 class NdjsonWriter:
-    """Appends resources to clinical/<ResourceType>.ndjson (one compact JSON object per line)."""
+    """Appends resources to clinical/<ResourceType>.ndjson (one compact JSON object per line).
+
+    A file is created with its first resource: a type with no resources gets no (empty) file, which the
+    pipeline would rightly quarantine as an empty delivery.
+    """
 
     def __init__(self, clinical_dir: Path) -> None:
         clinical_dir.mkdir(parents=True, exist_ok=True)
-        self._handles = {
-            t: (clinical_dir / f"{t}.ndjson").open("w", encoding="utf-8") for t in RESOURCE_TYPES
-        }
+        self._dir = clinical_dir
+        self._handles: dict[str, TextIO] = {}
         self.counts: Counter[str] = Counter()
 
     def write(self, resources: dict[str, list[Resource]]) -> None:
         for resource_type, items in resources.items():
+            if not items:
+                continue
+            if resource_type not in self._handles:
+                path = self._dir / f"{resource_type}.ndjson"
+                self._handles[resource_type] = path.open("w", encoding="utf-8")
             handle = self._handles[resource_type]
             for item in items:
                 handle.write(json.dumps(item, separators=(",", ":"), ensure_ascii=False))

@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import BooleanExpression, In
 
-from mmhealth import storage
+from mmhealth import modality, polling, storage
 from mmhealth.contracts import ChunkStatus, ManifestFile
 from mmhealth.errors import PipelineError
 from mmhealth.genomic import healthomics, vcf
 from mmhealth.lakehouse.catalog import replace_all
 from mmhealth.modality import Converted, OwnedBy
+from mmhealth.observability import logger
 from mmhealth.settings import settings
 
 VARIANTS = "genomic.variants"
@@ -70,3 +71,19 @@ def start_backend_import(
     return status.model_copy(
         update={"status": "IN_PROGRESS", "job": job, "wait_seconds": config.poll_seconds}
     )
+
+
+def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
+    """One look at the chunk's HealthOmics import: done, failed (files quarantined), or poll again later."""
+    assert status.job is not None
+    state, failures = healthomics.job_status(storage.client("omics"), status.job.job_id)
+    logger.info(
+        "backend job polled", extra={"job_id": status.job.job_id, "state": state, "attempt": status.attempt}
+    )
+    if state == "COMPLETED":
+        return status.model_copy(update={"status": "COMPLETED"})
+    if state == "FAILED":
+        detail = "; ".join(failures) or "job FAILED without details"
+        failed = modality.discard_chunk(status.chunk, "poll", "healthomics-import-failed", detail)
+        return failed.model_copy(update={"config": status.config, "job": status.job})
+    return polling.next_poll(status)

@@ -21,6 +21,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         int(event.get("unknown", 0)),
         {k: int(v) for k, v in (event.get("files") or {}).items()},
         settings(),
+        event.get("features"),
     )
     logger.info("run finalized", extra={"status": summary["status"], "quarantined": summary["quarantined"]})
     return summary

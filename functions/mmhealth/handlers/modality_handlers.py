@@ -40,6 +40,21 @@ def import_handler(convert: modality.FileConverter, start_backend: BackendStarte
     return lambda_handler
 
 
+def poll_handler(look: Callable[[ChunkStatus], ChunkStatus]) -> Handler:
+    """Poll: one look at the chunk's backend job (the state machine waits, with backoff, between looks)."""
+
+    @logger.inject_lambda_context(correlation_id_path="chunk.run_id")
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        status = ChunkStatus.model_validate(event)
+        if status.job is None:
+            raise ValueError(f"{status.chunk.chunk_id}: Poll reached without a backend job")
+        return look(status).model_dump()
+
+    return lambda_handler
+
+
 def catalog_handler(name: Modality, owners: Mapping[str, modality.OwnedBy]) -> Handler:
     """Catalog: commit every staged part of the run for this modality, one commit per table."""
 

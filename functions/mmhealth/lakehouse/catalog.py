@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
@@ -21,12 +21,17 @@ from pyiceberg.table import Table
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import TableCommit
 from mmhealth.errors import TransientError
+from mmhealth.features.clinical import FEATURE_TABLES
 from mmhealth.lakehouse.schemas import TABLES
 from mmhealth.observability import logger
 from mmhealth.settings import settings
 
 RUN_PROPERTY = "mmpipe.run_id"
-SCHEMAS = {**TABLES, **CLINICAL_TABLES}  # every table the pipeline writes, by "<namespace>.<table>"
+SCHEMAS = {
+    **TABLES,
+    **CLINICAL_TABLES,
+    **FEATURE_TABLES,
+}  # every table the pipeline writes, by "<namespace>.<table>"
 COMMIT_ATTEMPTS = 5
 
 
@@ -141,11 +146,15 @@ def _row_count(table: Table) -> int:
     return int(snapshot.summary.get("total-records", "0"))
 
 
-def read_table(name: str, catalog: Catalog | None = None) -> pa.Table | None:
-    """The whole table as Arrow (None when it does not exist yet). For tests, the CLI and features."""
+def read_table(
+    name: str, catalog: Catalog | None = None, columns: Sequence[str] | None = None
+) -> pa.Table | None:
+    """The table (or just `columns`) as Arrow; None when it does not exist yet."""
     catalog = catalog or lakehouse_catalog()
     try:
         table = catalog.load_table(glue_identifier(name))
     except NoSuchTableError:
         return None
-    return table.scan().to_arrow()
+    present = table.schema().column_names
+    selected = tuple(c for c in columns if c in present) if columns is not None else ("*",)
+    return table.scan(selected_fields=selected).to_arrow()

@@ -67,7 +67,7 @@ def dev_account(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Simple
         local = DATA / key.split("/", 2)[2]
         aws.s3.put_object(Bucket=landing, Key=key, Body=local.read_bytes())
     glue = boto3.client("glue", endpoint_url=aws.endpoint)
-    for namespace in ("genomic", "ops"):
+    for namespace in ("genomic", "clinical", "features", "ops"):
         glue.create_database(DatabaseInput={"Name": f"mmpipe_dev_{namespace}"})
     monkeypatch.setenv("LAKE_BUCKET", lake)
     monkeypatch.setenv("GLUE_DATABASE_PREFIX", "mmpipe_dev_")
@@ -88,12 +88,11 @@ def test_the_event_chain_runs_through_every_handler(
     assert execution["name"] == run_id
 
     prepared = _invoke(handlers["prepare"], _event("prepare"), lambda_context)
-    assert (prepared["genomic"]["files"], prepared["unknown"], prepared["config"]["poll_seconds"]) == (
-        3,
-        1,
-        5,
-    )
+    files = {m: prepared[m]["files"] for m in ("genomic", "clinical", "imaging")}
+    assert files == {"genomic": 3, "clinical": 2, "imaging": 0}
+    assert (prepared["unknown"], prepared["config"]["poll_seconds"]) == (1, 5)
     assert prepared["genomic"]["chunks"][0] == _event("genomic_import")["chunk"]
+    assert prepared["clinical"]["chunks"][0] == _event("clinical_import")["chunk"]
 
     imported = _invoke(handlers["genomic_import"], _event("genomic_import"), lambda_context)
     assert (imported["status"], imported["parts"], imported["rows"], imported["quarantined"]) == (
@@ -102,18 +101,30 @@ def test_the_event_chain_runs_through_every_handler(
         9,
         0,
     )
-
     catalogued = _invoke(handlers["genomic_catalog"], _event("genomic_catalog"), lambda_context)
     assert {c["table"]: c["rows_added"] for c in catalogued["commits"]} == {
         "genomic.variants": 7,
         "genomic.clinvar": 2,
     }
 
+    # clinical: 2 patients, 1 encounter, the BP panel as 2 rows + 1 LDL, 1 condition; one broken line
+    imported = _invoke(handlers["clinical_import"], _event("clinical_import"), lambda_context)
+    assert (imported["status"], imported["rows"], imported["quarantined"]) == ("COMPLETED", 7, 1)
+    catalogued = _invoke(handlers["clinical_catalog"], _event("clinical_catalog"), lambda_context)
+    assert {c["table"]: c["rows_added"] for c in catalogued["commits"]} == {
+        "clinical.patient": 2,
+        "clinical.encounter": 1,
+        "clinical.observation": 3,
+        "clinical.condition": 1,
+    }
+
+    features = _invoke(handlers["features"], _event("features"), lambda_context)
+    assert features["patients"] == 2
+    assert features["prevalence"]["hypertension"]["positives"] == 1
+
     finalized = _invoke(handlers["finalize"], _event("finalize"), lambda_context)
-    assert (finalized["status"], finalized["quarantined"]) == (
-        "SUCCEEDED",
-        1,
-    )  # notes.txt, quarantined by the trigger
+    # notes.txt (quarantined by the trigger) and the broken NDJSON line
+    assert (finalized["status"], finalized["quarantined"]) == ("SUCCEEDED", 2)
 
     failed = _invoke(handlers["chunk_failure"], _event("chunk_failure"), lambda_context)
     assert (failed["status"], failed["quarantined"]) == ("FAILED", 3)

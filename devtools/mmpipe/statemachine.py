@@ -1,0 +1,243 @@
+"""The pipeline's ASL, built from one branch shape per modality.
+
+statemachines/pipeline.asl.json is the deployed artifact; this module is how it is written, so that every
+modality branch has exactly the same states (a reader who knows one knows all), and a test fails when the
+committed JSON and this builder disagree. Regenerate with:
+
+    .venv/bin/python -m mmpipe.statemachine > statemachines/pipeline.asl.json
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Modalities with a branch in the state machine, and the prefix of their functions' logical ids.
+BRANCHES: dict[str, str] = {"genomic": "Genomic", "clinical": "Clinical"}
+ALL_MODALITIES = ("genomic", "clinical", "imaging")
+
+TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "TransientError",
+]
+
+
+def _retry() -> list[dict[str, Any]]:
+    return [
+        {
+            "ErrorEquals": TRANSIENT_ERRORS,
+            "IntervalSeconds": 2,
+            "MaxAttempts": 3,
+            "BackoffRate": 2.0,
+            "MaxDelaySeconds": 30,
+            "JitterStrategy": "FULL",
+        }
+    ]
+
+
+def _catch(next_state: str, result_path: str = "$.error") -> list[dict[str, Any]]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": next_state}]
+
+
+def _invoke(function: str, payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A Lambda task (lambda:invoke integration, polled elsewhere, never .sync) with the standard Retry."""
+    parameters: dict[str, Any] = {"FunctionName": "${%sFunctionArn}" % function}  # noqa: UP031 - ASL placeholder
+    if payload is None:
+        parameters["Payload.$"] = "$"
+    else:
+        parameters["Payload"] = payload
+    state = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": parameters,
+        "OutputPath": "$.Payload",
+        "Retry": _retry(),
+    }
+    state.update(fields)
+    return state
+
+
+def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
+    """Skip when empty -> Map over chunks (import -> Wait/Poll loop; Catch -> chunk failure) -> catalog."""
+    m, p = modality, prefix
+    iteration = {
+        "ProcessorConfig": {"Mode": "INLINE"},
+        "StartAt": f"Import{p}Chunk",
+        "States": {
+            f"Import{p}Chunk": _invoke(
+                f"{p}Import", Next=f"{p}ImportFinished", Catch=_catch(f"Record{p}ChunkFailure")
+            ),
+            f"{p}ImportFinished": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.status", "StringEquals": "IN_PROGRESS", "Next": f"WaitFor{p}Import"}
+                ],
+                "Default": f"{p}ChunkDone",
+            },
+            f"WaitFor{p}Import": {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": f"Poll{p}Import"},
+            f"Poll{p}Import": _invoke(
+                f"{p}Poll", Next=f"{p}ImportFinished", Catch=_catch(f"Record{p}ChunkFailure")
+            ),
+            f"Record{p}ChunkFailure": _invoke(
+                "ChunkFailure",
+                Next=f"{p}ChunkDone",
+                Comment="Quarantines every file of the chunk with the error's cause; the rest of the delivery goes on",
+            ),
+            f"{p}ChunkDone": {
+                "Type": "Pass",
+                "Parameters": {
+                    "chunk_id.$": "$.chunk.chunk_id",
+                    "status.$": "$.status",
+                    "rows.$": "$.rows",
+                    "quarantined.$": "$.quarantined",
+                },
+                "End": True,
+            },
+        },
+    }
+    return {
+        "StartAt": f"Has{p}Files",
+        "States": {
+            f"Has{p}Files": {
+                "Type": "Choice",
+                "Comment": f"Skip the {m} branch when the delivery has no {m} files",
+                "Choices": [
+                    {"Variable": f"$.{m}.files", "NumericGreaterThan": 0, "Next": f"Import{p}Chunks"}
+                ],
+                "Default": f"{p}Skipped",
+            },
+            f"{p}Skipped": {"Type": "Pass", "Parameters": {"modality": m, "skipped": True}, "End": True},
+            f"Import{p}Chunks": {
+                "Type": "Map",
+                "Comment": f"One iteration per chunk of {m} files: import, then poll a backend job if one was started",
+                "ItemsPath": f"$.{m}.chunks",
+                "ItemSelector": {
+                    "chunk.$": "$$.Map.Item.Value",
+                    "config.$": "$.config",
+                    "execution_started_at.$": "$$.Execution.StartTime",
+                },
+                "MaxConcurrencyPath": "$.config.map_concurrency",
+                "ItemProcessor": iteration,
+                "ResultPath": f"$.{m}_chunks",
+                "Next": f"Catalog{p}",
+                "Catch": _catch(f"{p}Failed"),
+            },
+            f"Catalog{p}": _invoke(
+                f"{p}Catalog",
+                payload={"run_id.$": "$.run_id", "modality": m, "chunks.$": f"$.{m}_chunks"},
+                Comment=f"Commits all staged {m} parts of the run to Iceberg in one transaction (idempotent per run)",
+                Catch=_catch(f"{p}Failed"),
+                End=True,
+            ),
+            f"{p}Failed": {
+                "Type": "Pass",
+                "Comment": "Keeps the branch's error for Finalize, which fails the run after notifying",
+                "Parameters": {"modality": m, "failed": True, "error.$": "$.error"},
+                "End": True,
+            },
+        },
+    }
+
+
+def _notify(subject: str, message: str, next_state: str) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": "${RunNotificationTopicArn}", "Subject.$": subject, "Message.$": message},
+        "ResultPath": None,
+        "Retry": [
+            {
+                "ErrorEquals": ["States.ALL"],
+                "IntervalSeconds": 2,
+                "MaxAttempts": 3,
+                "BackoffRate": 2.0,
+                "JitterStrategy": "FULL",
+            }
+        ],
+        "Next": next_state,
+    }
+
+
+def _features_task() -> dict[str, Any]:
+    """Keeps the run state: the result (or, through the Catch, the error) lands in $.features."""
+    state = _invoke(
+        "Features",
+        payload={"run_id.$": "$.run_id", "modalities.$": "$.modalities"},
+        Comment="Per-patient features and outcome labels from the lakehouse (features.*), leakage-safe",
+        ResultSelector={"result.$": "$.Payload"},
+        ResultPath="$.features",
+        Catch=_catch("Finalize", "$.features"),
+        Next="Finalize",
+    )
+    del state["OutputPath"]  # OutputPath would apply after ResultPath and drop the run state
+    return state
+
+
+def pipeline_definition() -> dict[str, Any]:
+    return {
+        "Comment": (
+            "mmpipe pipeline: Prepare -> per-modality import/poll/catalog -> Features -> Finalize -> Notify. "
+            "JSONPath only; no .sync integrations (polled instead), so moto's engine and Step Functions Local "
+            "run it as AWS does."
+        ),
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": _invoke(
+                "Prepare",
+                Next="IngestModalities",
+                Comment="Validates the run manifest and resolves the run config",
+                Catch=_catch("NotifyFailure"),
+            ),
+            "IngestModalities": {
+                "Type": "Parallel",
+                "Comment": "One branch per modality; a branch with no files is skipped",
+                "Branches": [modality_branch(m, p) for m, p in BRANCHES.items()],
+                "ResultPath": "$.modalities",
+                "Next": "BuildFeatures",
+                "Catch": _catch("NotifyFailure"),
+            },
+            "BuildFeatures": _features_task(),
+            "Finalize": _invoke(
+                "Finalize",
+                payload={
+                    "run_id.$": "$.run_id",
+                    "modalities.$": "$.modalities",
+                    "unknown.$": "$.unknown",
+                    "files": {f"{m}.$": f"$.{m}.files" for m in ALL_MODALITIES},
+                    "features.$": "$.features",
+                },
+                Comment="Commits the run's quarantine records to ops.quarantine and writes the run summary",
+                Next="NotifyRun",
+                Catch=_catch("NotifyFailure"),
+            ),
+            "NotifyRun": _notify(
+                "States.Format('mmpipe run {} {}', $.run_id, $.status)",
+                "States.JsonToString($)",
+                "RunOutcome",
+            ),
+            "RunOutcome": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.status", "StringEquals": "FAILED", "Next": "ModalityFailed"}],
+                "Default": "RunSucceeded",
+            },
+            "RunSucceeded": {"Type": "Succeed"},
+            "ModalityFailed": {"Type": "Fail", "Error": "ModalityFailed", "CausePath": "$.cause"},
+            "NotifyFailure": _notify(
+                "States.Format('mmpipe run {} FAILED', $.run_id)",
+                "States.JsonToString($.error)",
+                "PipelineFailed",
+            ),
+            "PipelineFailed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(pipeline_definition(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

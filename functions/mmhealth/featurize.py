@@ -1,0 +1,74 @@
+"""Features step of a run: rebuild `features.clinical` and `features.labels` from the clinical tables.
+
+Features are a function of the whole lakehouse, not of one run's files (a patient's index-date window
+spans deliveries), so each run that changed clinical data rebuilds them and replaces the tables whole,
+tagged with the run id like every other commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mmhealth.clinical.schemas import LABEL_CODES
+from mmhealth.features.clinical import READ_COLUMNS, FeatureConfig, clinical_features
+from mmhealth.lakehouse.catalog import lakehouse_catalog, read_table, replace_all, replace_rows
+from mmhealth.observability import MetricUnit, logger, metrics
+
+
+def clinical_changed(branches: list[dict[str, Any]]) -> bool:
+    """True when this run committed clinical rows (otherwise the features cannot have changed)."""
+    for branch in branches:
+        if branch.get("modality") == "clinical" and not branch.get("skipped") and not branch.get("failed"):
+            return any(c.get("rows_added") or c.get("rows_removed") for c in branch.get("commits", []))
+    return False
+
+
+def rebuild_features(
+    run_id: str, branches: list[dict[str, Any]], config: FeatureConfig | None = None
+) -> dict[str, Any]:
+    """Recompute and commit the clinical features and labels; returns counts and label prevalence."""
+    if not clinical_changed(branches):
+        return {"skipped": True, "reason": "no clinical rows changed in this run"}
+    catalog = lakehouse_catalog()
+    # Only the columns the features read: whole clinical tables would not fit a Lambda's memory for long.
+    tables = {
+        name: t
+        for name, columns in READ_COLUMNS.items()
+        if (t := read_table(name, catalog, columns)) is not None
+    }
+    feature_set = clinical_features(tables, config or FeatureConfig())
+    commits = [
+        replace_rows("features.clinical", feature_set.features, run_id, replace_all, catalog),
+        replace_rows("features.labels", feature_set.labels, run_id, replace_all, catalog),
+    ]
+    prevalence = label_prevalence(feature_set.labels)
+    metrics.add_metric(name="FeaturePatients", unit=MetricUnit.Count, value=feature_set.features.num_rows)
+    logger.info(
+        "features rebuilt", extra={"patients": feature_set.features.num_rows, "prevalence": prevalence}
+    )
+    return {
+        "patients": feature_set.features.num_rows,
+        "feature_columns": feature_set.features.num_columns - 2,  # patient_id, index_date
+        "prevalence": prevalence,
+        "commits": [c.model_dump() for c in commits],
+    }
+
+
+def label_prevalence(labels: pa.Table) -> dict[str, dict[str, float | int]]:
+    """Per outcome: eligible patients, positives, prevalence among the eligible."""
+    result: dict[str, dict[str, float | int]] = {}
+    for outcome in LABEL_CODES:
+        if outcome not in labels.column_names:
+            continue
+        column = labels[outcome]
+        eligible = len(column) - column.null_count
+        positives = int(pc.sum(column).as_py() or 0)
+        result[outcome] = {
+            "eligible": eligible,
+            "positives": positives,
+            "prevalence": round(positives / eligible, 4) if eligible else 0.0,
+        }
+    return result

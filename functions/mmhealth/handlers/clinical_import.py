@@ -1,0 +1,6 @@
+"""Clinical Import: validate a chunk of FHIR R4 files (NDJSON or Bundles), stage the flattened tables."""
+
+from mmhealth.clinical import importer
+from mmhealth.handlers.modality_handlers import import_handler
+
+lambda_handler = import_handler(importer.convert_fhir)
