@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmhealth.featurize import label_prevalence
+
 
 def print_summary(out_dir: Path) -> int:
     """Print status, per-table rows (with distinct patients where known) and quarantine reasons."""
@@ -46,6 +48,14 @@ def print_summary(out_dir: Path) -> int:
                 samples = pc.count_distinct(pq.read_table(path, columns=["sample_id"])["sample_id"]).as_py()
                 detail = f" ({samples} samples)"
         print(f"  {name:<28} {rows:>10,} rows{detail}")
+    labels = out_dir / "tables" / "features.labels.parquet"
+    if labels.exists():
+        print("labels (incident after the index date; eligible patients only):")
+        for outcome, counts in label_prevalence(pq.read_table(labels)).items():
+            print(
+                f"  {outcome:<24} {counts['positives']:>5} / {counts['eligible']:<5} "
+                f"prevalence {counts['prevalence']:.3f}"
+            )
     quarantine = out_dir / "quarantine.jsonl"
     records = (
         [json.loads(line) for line in quarantine.read_text().splitlines()] if quarantine.exists() else []

@@ -61,3 +61,7 @@ def test_a_generated_cohort_runs_end_to_end(tmp_path: Path) -> None:
     summary = subprocess.run([*MMPIPE, "summary", str(out)], capture_output=True, text=True, check=True)
     assert "genomic.variants" in summary.stdout
     assert f"{variants.num_rows:,} rows" in summary.stdout
+    patients = pq.read_table(out / "tables" / "clinical.patient.parquet").num_rows
+    assert patients == len((cohort / "clinical" / "Patient.ndjson").read_text().splitlines())
+    assert "hypertension" in summary.stdout
+    assert "prevalence" in summary.stdout
