@@ -28,6 +28,19 @@ def convert_fhir(file: ManifestFile, path: Path, run_id: str) -> Converted:
         path, source_key=file.object.key, object_id=file.object.object_id, run_id=run_id
     )
     problems = [LineProblem(reason=p.reason, detail=p.detail, line=p.line) for p in result.problems]
+    logger.info(
+        "fhir file flattened",
+        extra={
+            "key": file.object.key,
+            "resources": dict(result.accepted),
+            "kept_raw": dict(result.other_types),  # valid types without a table: clinical.other_resource
+            "problems": dict(result.problem_counts),
+        },
+    )
+    omitted = sum(result.problem_counts.values()) - len(result.problems)
+    if omitted > 0:  # flatten_fhir lists the first problems only; the rest become one counted record
+        detail = f"{omitted} more rejected lines, by reason: {dict(result.problem_counts)}"
+        problems.append(LineProblem(reason="more-problems", detail=detail))
     return Converted(tables=result.tables, problems=problems)
 
 
