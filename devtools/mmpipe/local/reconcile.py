@@ -57,6 +57,7 @@ COMPLETE_TYPES = frozenset(
         "AWS::SNS::Topic",
         "AWS::Logs::LogGroup",
         "AWS::IAM::Role",
+        "AWS::IAM::ManagedPolicy",  # created by moto; IAM is not enforced locally either way
         "AWS::Lambda::EventSourceMapping",
     }
 )
