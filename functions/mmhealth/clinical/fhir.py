@@ -68,6 +68,7 @@ from mmhealth.clinical.rows import OTHER_TABLE, TABLE_OF, MissingReference, Row,
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.clinical.values import JsonObject, References, ShapeError, Target, json_kind
 from mmhealth.errors import InvalidInputError
+from mmhealth.lakehouse.schemas import Lineage
 
 __all__ = ["MAX_BUNDLE_BYTES", "MAX_RESOURCE_BYTES", "FlattenResult", "LineProblem", "flatten_fhir"]
 
@@ -119,7 +120,7 @@ def flatten_fhir(
     document-too-large) when the file as a whole cannot be read; bad lines or entries are problems.
     `strict` adds full R4 model validation of every resource (see the module docstring).
     """
-    sink = _Flattener(_Lineage(source_key, object_id, run_id), _R4Models() if strict else None)
+    sink = _Flattener(Lineage(source_key, object_id, run_id), _R4Models() if strict else None)
     try:
         with _content(path) as stream:
             _read_into(sink, _numbered_lines(stream), stream)
@@ -314,20 +315,10 @@ class _Document:
 # --------------------------------------------------------------------------------------- flattening
 
 
-@dataclass(frozen=True)
-class _Lineage:
-    source_key: str
-    object_id: str
-    run_id: str
-
-    def columns(self, rows: int) -> list[pa.Array]:
-        return [pa.repeat(v, rows) for v in (self.source_key, self.object_id, self.run_id)]
-
-
 class _TableRows:
     """Rows of one table, turned into a RecordBatch every _BATCH_ROWS rows to bound memory."""
 
-    def __init__(self, name: str, lineage: _Lineage) -> None:
+    def __init__(self, name: str, lineage: Lineage) -> None:
         self.schema = CLINICAL_TABLES[name]
         self._types = [f.type for f in self.schema][: -len(_LINEAGE_COLUMNS)]
         self._lineage = lineage
@@ -369,7 +360,7 @@ class _Where:
 class _Flattener:
     """Validates resources and collects their rows and the problems."""
 
-    def __init__(self, lineage: _Lineage, models: _R4Models | None) -> None:
+    def __init__(self, lineage: Lineage, models: _R4Models | None) -> None:
         self._lineage = lineage
         self._models = models
         self._tables: dict[str, _TableRows] = {}

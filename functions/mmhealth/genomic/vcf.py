@@ -50,7 +50,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from mmhealth.errors import InvalidInputError
-from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_VARIANTS
+from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_VARIANTS, Lineage
 
 if TYPE_CHECKING:
     from cyvcf2 import VCF
@@ -101,7 +101,7 @@ def read_genotypes(path: Path, *, source_key: str, object_id: str, run_id: str) 
     layout = _scan_layout(path)
     if not layout.samples:
         raise InvalidInputError("vcf-no-samples", "the VCF has no sample columns: no genotypes to ingest")
-    lineage = _Lineage(source_key, object_id, run_id)
+    lineage = Lineage(source_key, object_id, run_id)
     wanted = _wanted_format_fields(layout)
 
     def batches(vcf: VCF, htslib: _HtslibLog) -> Iterator[pa.RecordBatch]:
@@ -121,7 +121,7 @@ def read_clinvar(path: Path, *, source_key: str, object_id: str, run_id: str) ->
         raise InvalidInputError(
             "vcf-header", "not a ClinVar-style annotation VCF: no INFO CLNSIG or GENEINFO declared"
         )
-    lineage = _Lineage(source_key, object_id, run_id)
+    lineage = Lineage(source_key, object_id, run_id)
 
     def batches(vcf: VCF, htslib: _HtslibLog) -> Iterator[pa.RecordBatch]:
         return _clinvar_batches(vcf, layout, lineage, htslib)
@@ -532,16 +532,6 @@ def _records(
 # ---------------------------------------------------------------------- pass 2: genotypes -> rows
 
 
-@dataclass(frozen=True)
-class _Lineage:
-    source_key: str
-    object_id: str
-    run_id: str
-
-    def columns(self, rows: int) -> list[pa.Array]:
-        return [_constant(value, rows) for value in (self.source_key, self.object_id, self.run_id)]
-
-
 def _constant(value: str, rows: int) -> pa.Array:
     return pa.array([value], type=pa.string()).take(pa.array(np.zeros(rows, dtype=np.int32)))
 
@@ -556,7 +546,7 @@ def _wanted_format_fields(layout: VcfLayout) -> tuple[str, ...]:
 
 
 def _genotype_batches(
-    vcf: VCF, layout: VcfLayout, wanted: tuple[str, ...], lineage: _Lineage, htslib: _HtslibLog
+    vcf: VCF, layout: VcfLayout, wanted: tuple[str, ...], lineage: Lineage, htslib: _HtslibLog
 ) -> Iterator[pa.RecordBatch]:
     samples = len(layout.samples)
     per_chunk = max(1, min(_CHUNK_RECORDS, _CHUNK_GENOTYPES // samples))
@@ -726,7 +716,7 @@ class _GenotypeChunk:
             self._stacked = _stack_genotypes(self._gts, len(self._samples))
         return self._stacked
 
-    def to_batch(self, lineage: _Lineage) -> pa.RecordBatch:
+    def to_batch(self, lineage: Lineage) -> pa.RecordBatch:
         """Expand to one row per record x sample x distinct ALT allele in the genotype."""
         alleles, phased = self._genotypes()
         rec, smp, copy = np.nonzero(_carried(alleles))
@@ -905,7 +895,7 @@ _CLINVAR_CHUNK_ROWS = 1 << 17
 
 
 def _clinvar_batches(
-    vcf: VCF, layout: VcfLayout, lineage: _Lineage, htslib: _HtslibLog
+    vcf: VCF, layout: VcfLayout, lineage: Lineage, htslib: _HtslibLog
 ) -> Iterator[pa.RecordBatch]:
     validator = _RecordValidator(layout)
     chunk = _ClinVarChunk(start=0, release=layout.file_date)
@@ -940,7 +930,7 @@ class _ClinVarChunk:
             value = info.get(key)
             values.append(None if value is None else str(value))
 
-    def to_batch(self, lineage: _Lineage) -> pa.RecordBatch:
+    def to_batch(self, lineage: Lineage) -> pa.RecordBatch:
         sites = self.sites
         rec = np.repeat(np.arange(len(sites.pos)), sites.alt_counts)
         rows = len(rec)

@@ -6,7 +6,25 @@ tables from them; a column added here is added to the table on the next commit (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The LINEAGE column values of one file's rows: where they came from and which run wrote them."""
+
+    source_key: str
+    object_id: str
+    run_id: str
+
+    def columns(self, rows: int) -> list[pa.Array]:
+        """The three LINEAGE columns for `rows` rows, in schema order."""
+        return [
+            pa.repeat(pa.scalar(v, pa.string()), rows) for v in (self.source_key, self.object_id, self.run_id)
+        ]
+
 
 # Columns every staged row carries, so any row can be traced back to its file and run.
 LINEAGE = [
