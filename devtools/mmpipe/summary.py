@@ -56,6 +56,15 @@ def print_summary(out_dir: Path) -> int:
                 f"  {outcome:<24} {counts['positives']:>5} / {counts['eligible']:<5} "
                 f"prevalence {counts['prevalence']:.3f}"
             )
+    unlinked = max(
+        (
+            ((e.get("summary") or {}).get("features") or {}).get("unlinked_patients", 0)
+            for e in run["executions"]
+        ),
+        default=0,
+    )
+    if unlinked:
+        print(f"unlinked: {unlinked} patient id(s) referenced by clinical records without a Patient resource")
     quarantine = out_dir / "quarantine.jsonl"
     records = (
         [json.loads(line) for line in quarantine.read_text().splitlines()] if quarantine.exists() else []

@@ -45,6 +45,12 @@ def rebuild_features(
         replace_rows("features.labels", feature_set.labels, run_id, replace_all, catalog),
     ]
     prevalence = label_prevalence(feature_set.labels)
+    unlinked = unlinked_patients(tables)
+    if unlinked:
+        # Kept, not dropped: a Patient resource may arrive in a later delivery (DESIGN: kept and reported).
+        logger.warning(
+            "records reference patients without a Patient resource", extra={"patients": len(unlinked)}
+        )
     metrics.add_metric(name="FeaturePatients", unit=MetricUnit.Count, value=feature_set.features.num_rows)
     logger.info(
         "features rebuilt", extra={"patients": feature_set.features.num_rows, "prevalence": prevalence}
@@ -53,8 +59,20 @@ def rebuild_features(
         "patients": feature_set.features.num_rows,
         "feature_columns": feature_set.features.num_columns - 2,  # patient_id, index_date
         "prevalence": prevalence,
+        "unlinked_patients": len(unlinked),
         "commits": [c.model_dump() for c in commits],
     }
+
+
+def unlinked_patients(tables: dict[str, pa.Table]) -> set[str]:
+    """Patient ids that clinical records reference but no Patient resource defines."""
+    patients = tables.get("clinical.patient")
+    known = set(patients["patient_id"].to_pylist()) if patients is not None else set()
+    referenced: set[str] = set()
+    for name, table in tables.items():
+        if name != "clinical.patient" and "patient_id" in table.column_names:
+            referenced.update(pc.unique(table["patient_id"].drop_null()).to_pylist())
+    return referenced - known
 
 
 def label_prevalence(labels: pa.Table) -> dict[str, dict[str, float | int]]:

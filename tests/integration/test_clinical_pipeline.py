@@ -108,5 +108,7 @@ def test_a_mixed_delivery_fills_both_branches_features_and_labels(
     assert set(LABEL_CODES) <= set(labels.column_names)
     # And the notification carries the label prevalence
     notes = [json.loads(n.message) for n in inbox.receive(count=len(executions))]
-    prevalence = next(n["features"]["prevalence"] for n in notes if "prevalence" in n.get("features", {}))
-    assert set(prevalence) == set(LABEL_CODES)
+    rebuilt = [n["features"] for n in notes if "prevalence" in n.get("features", {})]
+    assert set(rebuilt[-1]["prevalence"]) == set(LABEL_CODES)
+    # And the observation of a patient nobody delivered is kept and reported as unlinked
+    assert rebuilt[-1]["unlinked_patients"] == 1

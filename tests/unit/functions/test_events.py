@@ -121,6 +121,7 @@ def test_the_event_chain_runs_through_every_handler(
     features = _invoke(handlers["features"], _event("features"), lambda_context)
     assert features["patients"] == 2
     assert features["prevalence"]["hypertension"]["positives"] == 1
+    assert features["unlinked_patients"] == 0
 
     finalized = _invoke(handlers["finalize"], _event("finalize"), lambda_context)
     # notes.txt (quarantined by the trigger) and the broken NDJSON line
