@@ -74,6 +74,21 @@ def test_a_mixed_delivery_fills_both_branches_features_and_labels(
         if path.is_file() and ".truth" not in path.parts:
             runtime.upload(path, f"incoming/d-mixed/{path.relative_to(cohort).as_posix()}")
     runtime.put_object("incoming/d-mixed/clinical/late-arrivals.ndjson", broken.encode())
+    # and a Synthea-style transaction Bundle whose references are urn:uuid fullUrls
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:bundle-patient-1",
+             "resource": {"resourceType": "Patient", "id": "bundle-patient-1", "gender": "male",
+                          "birthDate": "1950-01-01"}},
+            {"fullUrl": "urn:uuid:bundle-condition-1",
+             "resource": {"resourceType": "Condition", "id": "bundle-condition-1",
+                          "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+                          "subject": {"reference": "urn:uuid:bundle-patient-1"}, "onsetDateTime": "2016-03-01"}},
+        ],
+    }  # fmt: skip
+    runtime.put_object("incoming/d-mixed/clinical/bundle-0001.json", json.dumps(bundle, indent=2).encode())
 
     # When the events drive the pipeline
     runtime.drain()
@@ -84,10 +99,16 @@ def test_a_mixed_delivery_fills_both_branches_features_and_labels(
     # And every clinical table holds one row per input resource (components split)
     expected = expected_rows(cohort / "clinical")
     expected["clinical.observation"] += 1  # the valid line of late-arrivals.ndjson
+    expected["clinical.patient"] += 1  # the Bundle's patient
+    expected["clinical.condition"] += 1  # and its condition
     for table, rows in expected.items():
         arrow = read_table(table)
         assert arrow is not None, table
         assert arrow.num_rows == rows, table
+    condition = read_table("clinical.condition").to_pylist()  # type: ignore[union-attr]
+    assert {c["patient_id"] for c in condition if c["resource_id"] == "bundle-condition-1"} == {
+        "bundle-patient-1"
+    }
     # And the broken line is quarantined with its line number; the rest of that file was ingested
     quarantine = read_table("ops.quarantine").to_pylist()  # type: ignore[union-attr]
     assert [(q["key"].rsplit("/", 1)[1], q["line"], q["reason"]) for q in quarantine] == [
