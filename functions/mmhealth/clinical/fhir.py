@@ -53,7 +53,6 @@ import difflib
 import gzip
 import json
 import re
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +66,7 @@ from mmhealth.clinical import r4
 from mmhealth.clinical.rows import OTHER_TABLE, TABLE_OF, MissingReference, Row, other_resource
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.clinical.values import JsonObject, References, ShapeError, Target, json_kind
+from mmhealth.compression import gzip_damage_is_invalid_input
 from mmhealth.errors import InvalidInputError
 from mmhealth.lakehouse.schemas import Lineage
 
@@ -121,15 +121,8 @@ def flatten_fhir(
     `strict` adds full R4 model validation of every resource (see the module docstring).
     """
     sink = _Flattener(Lineage(source_key, object_id, run_id), _R4Models() if strict else None)
-    try:
-        with _content(path) as stream:
-            _read_into(sink, _numbered_lines(stream), stream)
-    except EOFError as exc:
-        raise InvalidInputError(
-            "truncated-gzip", "compressed stream ends early: the file is truncated"
-        ) from exc
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise InvalidInputError("truncated-gzip", f"corrupt compressed data ({exc})") from exc
+    with gzip_damage_is_invalid_input(), _content(path) as stream:
+        _read_into(sink, _numbered_lines(stream), stream)
     return sink.result()
 
 

@@ -38,7 +38,6 @@ import re
 import sys
 import tempfile
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from mmhealth.compression import gzip_damage_is_invalid_input
 from mmhealth.errors import InvalidInputError
 from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_VARIANTS, Lineage
 
@@ -203,15 +203,8 @@ def _require_bgzf_eof(raw: BinaryIO) -> None:
 
 
 def _inflated(raw: BinaryIO) -> Iterator[bytes]:
-    try:
-        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-            yield from iter(lambda: stream.read(_READ_SIZE), b"")
-    except EOFError as exc:
-        raise InvalidInputError(
-            "truncated-gzip", "compressed stream ends early: the file is truncated"
-        ) from exc
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise InvalidInputError("truncated-gzip", f"corrupt compressed data ({exc})") from exc
+    with gzip_damage_is_invalid_input(), gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+        yield from iter(lambda: stream.read(_READ_SIZE), b"")
 
 
 class _LayoutScanner:
