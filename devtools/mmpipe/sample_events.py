@@ -131,7 +131,7 @@ def build_events() -> dict[str, Any]:
             update={
                 "chunk": chunks["clinical"],
                 "job": JobHandle(backend="healthlake", job_id="c145fbb27b192af392f8ce6e7838e34f"),
-                "config": config,
+                "config": RunConfig(poll_seconds=5, clinical_backend="healthlake"),
             }
         ).model_dump(),
         "clinical_catalog": catalog_event("clinical"),

@@ -111,6 +111,7 @@ class RunConfig(_Model):
     poll_max_attempts: int = Field(default=40, ge=1, le=500)
     map_concurrency: int = Field(default=8, ge=1, le=40)
     genomic_backend: Literal["lakehouse", "healthomics"] = "lakehouse"
+    clinical_backend: Literal["lakehouse", "healthlake"] = "lakehouse"
 
 
 class JobHandle(_Model):

@@ -24,6 +24,8 @@ def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig
         values["poll_seconds"] = cfg.poll_seconds
     if cfg.genomic_backend:
         values["genomic_backend"] = cfg.genomic_backend
+    if cfg.clinical_backend:
+        values["clinical_backend"] = cfg.clinical_backend
     values |= cfg.run_config
     values |= overrides or {}
     try:

@@ -24,7 +24,10 @@ class Settings(BaseModel):
     genomic_backend: str | None = None
     healthomics_variant_store: str | None = None
     healthomics_role_arn: str | None = None
+    clinical_backend: str | None = None
     healthlake_datastore_id: str | None = None
+    healthlake_role_arn: str | None = None
+    healthlake_kms_key_id: str | None = None
     run_config: dict[str, object] = Field(default_factory=dict)  # RUN_CONFIG: JSON overrides
 
 
@@ -42,7 +45,10 @@ def settings() -> Settings:
             genomic_backend=env.get("GENOMIC_BACKEND") or None,
             healthomics_variant_store=env.get("HEALTHOMICS_VARIANT_STORE") or None,
             healthomics_role_arn=env.get("HEALTHOMICS_ROLE_ARN") or None,
+            clinical_backend=env.get("CLINICAL_BACKEND") or None,
             healthlake_datastore_id=env.get("HEALTHLAKE_DATASTORE_ID") or None,
+            healthlake_role_arn=env.get("HEALTHLAKE_ROLE_ARN") or None,
+            healthlake_kms_key_id=env.get("HEALTHLAKE_KMS_KEY_ID") or None,
             run_config=json.loads(env.get("RUN_CONFIG") or "{}"),
         )
     except (ValidationError, ValueError) as exc:

@@ -151,6 +151,7 @@ def resolve_conditions(template: Template, parameters: Mapping[str, str], stack_
     parameters, mappings and other conditions in them. Raises TemplateError on an unknown construct.
     """
     evaluator = _ConditionEvaluator(template, parameters, stack_name)
+    _check_rules(template, evaluator)
     result = copy.deepcopy(template)
     for section in ("Resources", "Outputs"):
         entries: dict[str, Any] = result.get(section, {})
@@ -161,7 +162,20 @@ def resolve_conditions(template: Template, parameters: Mapping[str, str], stack_
                 del entries[name]["Condition"]
         result[section] = _apply_if(entries, evaluator)
     result.pop("Conditions", None)
+    result.pop("Rules", None)
     return result
+
+
+def _check_rules(template: Template, evaluator: _ConditionEvaluator) -> None:
+    """Apply the template's `Rules` as CloudFormation does before it creates anything: a failed assertion
+    (under a true RuleCondition) refuses the parameters with the rule's AssertDescription."""
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not evaluator.value(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not evaluator.value(assertion["Assert"]):
+                reason = assertion.get("AssertDescription", "its assertion is false")
+                raise TemplateError(f"template rule {name} refuses the parameters: {reason}")
 
 
 def _apply_if(node: Any, evaluator: _ConditionEvaluator) -> Any:
@@ -196,6 +210,10 @@ class _ConditionEvaluator:
                 raise TemplateError(f"condition {name!r} is not declared in Conditions")
             self._cache[name] = bool(self._evaluate(self._conditions[name]))
         return self._cache[name]
+
+    def value(self, node: Any) -> Any:
+        """The value of a condition-like expression (a Conditions entry, a rule's condition or assertion)."""
+        return self._evaluate(node)
 
     def _evaluate(self, node: Any) -> Any:
         if isinstance(node, str | int | float | bool):

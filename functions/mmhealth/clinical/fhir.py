@@ -101,7 +101,9 @@ class FlattenResult:
 
     `other_types` counts the valid resources of types without a table (kept in clinical.other_resource);
     `accepted` counts every resource that gave rows, by type. `problems` lists the first
-    MAX_LISTED_PROBLEMS problems; `problem_counts` counts all of them by reason.
+    MAX_LISTED_PROBLEMS problems; `problem_counts` counts all of them by reason. `resources` holds the
+    accepted resources themselves with their line, Bundle entries unpacked with their references made
+    `Type/id`, when asked for (`keep_resources`): what a FHIR server's bulk import takes as NDJSON.
     """
 
     tables: dict[str, pa.Table]
@@ -109,18 +111,26 @@ class FlattenResult:
     other_types: Counter[str] = field(default_factory=Counter)
     accepted: Counter[str] = field(default_factory=Counter)
     problem_counts: Counter[str] = field(default_factory=Counter)
+    resources: list[tuple[int | None, JsonObject]] = field(default_factory=list)
 
 
 def flatten_fhir(
-    path: Path, *, source_key: str, object_id: str, run_id: str, strict: bool = False
+    path: Path,
+    *,
+    source_key: str,
+    object_id: str,
+    run_id: str,
+    strict: bool = False,
+    keep_resources: bool = False,
 ) -> FlattenResult:
     """Flatten every valid resource of an NDJSON or Bundle file (gzip or not) into CLINICAL_TABLES rows.
 
     Raises InvalidInputError (empty-file, truncated-gzip, fhir-not-json, invalid-json, not-utf8,
     document-too-large) when the file as a whole cannot be read; bad lines or entries are problems.
-    `strict` adds full R4 model validation of every resource (see the module docstring).
+    `strict` adds full R4 model validation of every resource (see the module docstring);
+    `keep_resources` returns the accepted resources too (FlattenResult.resources).
     """
-    sink = _Flattener(Lineage(source_key, object_id, run_id), _R4Models() if strict else None)
+    sink = _Flattener(Lineage(source_key, object_id, run_id), _R4Models() if strict else None, keep_resources)
     with gzip_damage_is_invalid_input(), _content(path) as stream:
         _read_into(sink, _numbered_lines(stream), stream)
     return sink.result()
@@ -353,8 +363,9 @@ class _Where:
 class _Flattener:
     """Validates resources and collects their rows and the problems."""
 
-    def __init__(self, lineage: Lineage, models: _R4Models | None) -> None:
+    def __init__(self, lineage: Lineage, models: _R4Models | None, keep_resources: bool = False) -> None:
         self._lineage = lineage
+        self._resources: list[tuple[int | None, JsonObject]] | None = [] if keep_resources else None
         self._models = models
         self._tables: dict[str, _TableRows] = {}
         self._problems: list[LineProblem] = []
@@ -389,7 +400,14 @@ class _Flattener:
 
     def result(self) -> FlattenResult:
         tables = {name: rows.table() for name, rows in sorted(self._tables.items())}
-        return FlattenResult(tables, self._problems, self._other_types, self._accepted, self._problem_counts)
+        return FlattenResult(
+            tables,
+            self._problems,
+            self._other_types,
+            self._accepted,
+            self._problem_counts,
+            self._resources or [],
+        )
 
     # -- one resource
 
@@ -457,6 +475,8 @@ class _Flattener:
             rows_of_table = self._tables[name] = _TableRows(name, self._lineage)
         rows_of_table.extend(rows)
         self._accepted[resource_type] += 1
+        if self._resources is not None:
+            self._resources.append((where.line, refs.localized(resource)))
 
     def _take_bundle(self, bundle: JsonObject, where: _Where) -> None:
         """Every entry's resource, references resolved through the entries' fullUrls."""

@@ -6,17 +6,22 @@ Observation, the same NDJSON re-sent) replaces its previous row instead of addin
 
 from __future__ import annotations
 
-from pathlib import Path
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
 from pyiceberg.expressions import BooleanExpression, In
 
 from mmhealth import polling, quarantine, storage
 from mmhealth.clinical import fhir, healthlake
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, S3Object
-from mmhealth.errors import PipelineError
+from mmhealth.errors import InvalidInputError, PipelineError
 from mmhealth.modality import Converted, LineProblem, OwnedBy
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -53,15 +58,111 @@ OWNERS: dict[str, OwnedBy] = dict.fromkeys(CLINICAL_TABLES, resources_of)
 
 
 def healthlake_prefix(ref: ChunkRef) -> str:
-    """Where a chunk's HealthLake input NDJSON and job output live in the lake bucket."""
+    """Where a chunk's HealthLake input NDJSON, its origins and the job's output live in the lake bucket."""
     return f"healthlake/{ref.run_id}/{ref.chunk_id}/"
+
+
+class StagedOrigins(BaseModel):
+    """Where each line of a chunk's staged NDJSON came from: lines[i] = (index in `files`, source line).
+
+    Kept beside (not under) the import's input folder, which HealthLake imports whole, so a resource
+    HealthLake rejects is quarantined against the delivered file it came from, not the staged copy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    files: list[S3Object]
+    lines: list[tuple[int, int | None]]
+
+    def source_of(self, staged_line: int | None) -> tuple[S3Object, int | None] | None:
+        """The delivered object and line of a 1-based staged line; None when it is out of range."""
+        if staged_line is None or not 1 <= staged_line <= len(self.lines):
+            return None
+        index, line = self.lines[staged_line - 1]
+        return self.files[index], line
+
+
+def start_backend_import(
+    status: ChunkStatus, staged: list[ManifestFile], execution_started_at: datetime | None = None
+) -> ChunkStatus:
+    """With ClinicalBackend=healthlake, import the chunk's valid resources into the HealthLake data store.
+
+    The resources the lakehouse import accepted (Bundle entries unpacked, their `urn:uuid:` references
+    made `Type/id`) are staged as one NDJSON file, their origins beside it, then one StartFHIRImportJob
+    starts. Its ClientToken comes from run + chunk, so a retried Import gets the job its first attempt
+    started instead of a second one. Rejected lines were quarantined by the import and are not sent.
+    """
+    del execution_started_at  # the ClientToken makes the start idempotent; no need to look for earlier jobs
+    config = status.config
+    if config.clinical_backend != "healthlake" or not staged:
+        return status
+    cfg = settings()
+    if not (cfg.healthlake_datastore_id and cfg.healthlake_role_arn and cfg.healthlake_kms_key_id):
+        raise PipelineError(
+            "ClinicalBackend=healthlake needs HEALTHLAKE_DATASTORE_ID, HEALTHLAKE_ROLE_ARN and "
+            "HEALTHLAKE_KMS_KEY_ID"
+        )
+    ref = status.chunk
+    prefix = healthlake_prefix(ref)
+    lines: list[tuple[int, int | None]] = []
+    count = healthlake.stage_ndjson(
+        storage.client("s3"),
+        cfg.lake_bucket,
+        f"{prefix}input/resources.ndjson",
+        _valid_resources(staged, ref.run_id, lines),
+    )
+    if count == 0:
+        logger.info("nothing to import into HealthLake", extra={"chunk_id": ref.chunk_id})
+        return status
+    origins = StagedOrigins(files=[f.object for f in staged], lines=lines)
+    storage.write_json(cfg.lake_bucket, f"{prefix}origins.json", origins.model_dump(mode="json"))
+    job = healthlake.start_fhir_import(
+        storage.client("healthlake"),
+        datastore_id=cfg.healthlake_datastore_id,
+        input_s3_uri=f"s3://{cfg.lake_bucket}/{prefix}input/",
+        output_s3_uri=f"s3://{cfg.lake_bucket}/{prefix}output/",
+        kms_key_id=cfg.healthlake_kms_key_id,
+        role_arn=cfg.healthlake_role_arn,
+        job_name=healthlake.import_job_name(ref.run_id, ref.chunk_id),
+        client_token=healthlake.import_client_token(ref.run_id, ref.chunk_id),
+    )
+    logger.info("backend job started", extra={"job_id": job.job_id, "resources": count})
+    return status.model_copy(
+        update={"status": "IN_PROGRESS", "job": job, "wait_seconds": config.poll_seconds}
+    )
+
+
+def _valid_resources(
+    staged: list[ManifestFile], run_id: str, origins: list[tuple[int, int | None]]
+) -> Iterator[dict[str, Any]]:
+    """The accepted resources of every staged file, read again one file at a time; origins are appended."""
+    with tempfile.TemporaryDirectory(prefix="mmpipe-") as tmp:
+        for index, file in enumerate(staged):
+            local = Path(tmp) / PurePosixPath(file.object.key).name
+            storage.download(file.object.bucket, file.object.key, local)
+            try:
+                result = fhir.flatten_fhir(
+                    local,
+                    source_key=file.object.key,
+                    object_id=file.object.object_id,
+                    run_id=run_id,
+                    keep_resources=True,
+                )
+            except InvalidInputError as exc:  # the object changed since the import read it
+                raise PipelineError(f"{file.object.key} can no longer be read: {exc}") from exc
+            finally:
+                local.unlink(missing_ok=True)
+            for line, resource in result.resources:
+                origins.append((index, line))
+                yield resource
 
 
 def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
     """One look at the chunk's HealthLake import; once it has ended, every rejected resource is quarantined.
 
     A job can end COMPLETED and still have rejected resources (its FAILURE files), so the outcome is read
-    after every terminal status. The lakehouse rows of the chunk stay: HealthLake is an optional copy.
+    after every terminal status. Each rejection is recorded against the delivered file and line it came
+    from. The lakehouse rows of the chunk stay: HealthLake is an optional copy.
     """
     assert status.job is not None
     cfg = settings()
@@ -75,20 +176,40 @@ def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
     )
     if state == "IN_PROGRESS":
         return polling.next_poll(status)
-    output = f"s3://{cfg.lake_bucket}/{healthlake_prefix(status.chunk)}output/"
+    prefix = healthlake_prefix(status.chunk)
     outcome = healthlake.import_outcome(
-        storage.client("s3"), output, status.job.job_id, datastore_id=cfg.healthlake_datastore_id
+        storage.client("s3"),
+        f"s3://{cfg.lake_bucket}/{prefix}output/",
+        status.job.job_id,
+        datastore_id=cfg.healthlake_datastore_id,
     )
-    staged = S3Object(bucket=cfg.lake_bucket, key=f"{healthlake_prefix(status.chunk)}input/", etag="-")
+    origins = StagedOrigins.model_validate(storage.read_json(cfg.lake_bucket, f"{prefix}origins.json"))
+    staged = S3Object(bucket=cfg.lake_bucket, key=f"{prefix}input/resources.ndjson", etag="-")
     for n, failure in enumerate(outcome.failures):
+        obj, line = origins.source_of(failure.input_line) or (staged, failure.input_line)
+        quarantine.record(
+            cfg.lake_bucket, status.chunk.run_id, obj, modality="clinical", stage="poll",
+            reason="healthlake-rejected", detail=failure.detail, line=line, n=n,
+        )  # fmt: skip
+    unexplained = outcome.failed - len(outcome.failures) + outcome.unreported_failures
+    job_level = bool(unexplained) or (state == "FAILED" and not outcome.failures)
+    if job_level:  # what no FAILURE line explains gets one record against the staged file
+        detail = "; ".join(messages) or f"job {state} without details"
+        if unexplained:
+            detail = f"{unexplained} rejected resources not listed one by one; {detail}"
         quarantine.record(
             cfg.lake_bucket, status.chunk.run_id, staged, modality="clinical", stage="poll",
-            reason="healthlake-rejected", detail=failure.detail, line=failure.input_line, n=n,
+            reason="healthlake-import-failed", detail=detail, n=len(outcome.failures),
         )  # fmt: skip
-    if state == "FAILED" and not outcome.failures:
-        quarantine.record(
-            cfg.lake_bucket, status.chunk.run_id, staged, modality="clinical", stage="poll",
-            reason="healthlake-import-failed", detail="; ".join(messages) or "job FAILED without details",
-        )  # fmt: skip
-    quarantined = status.quarantined + max(len(outcome.failures), 1 if state == "FAILED" else 0)
+    quarantined = status.quarantined + len(outcome.failures) + int(job_level)
+    logger.info(
+        "backend job ended",
+        extra={
+            "job_id": status.job.job_id,
+            "state": state,
+            "imported": outcome.succeeded,
+            "rejected": outcome.failed,
+            "unreported": outcome.unreported_failures,
+        },
+    )
     return status.model_copy(update={"status": state, "quarantined": quarantined})

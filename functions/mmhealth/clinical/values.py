@@ -297,3 +297,30 @@ class References:
             if target is not None and target[0] in (None, resource_type):
                 ids.append(target[1])
         return JOIN.join(ids) if ids else None
+
+    def localized(self, resource: JsonObject) -> JsonObject:
+        """`resource` with every reference to a Bundle entry's fullUrl rewritten as `Type/id`.
+
+        What a resource taken out of its Bundle needs (a FHIR server's bulk import resolves `Type/id`,
+        not the Bundle's `urn:uuid:` fullUrls). Copies only the parts it changes; other references stay.
+        """
+        return _localized(resource, self._full_urls) if self._full_urls else resource
+
+
+def _localized(value: Any, full_urls: dict[str, Target]) -> Any:
+    if type(value) is list:
+        items = [_localized(item, full_urls) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if type(value) is not dict:
+        return value
+    changed: JsonObject = {}
+    for key, item in value.items():
+        if key == "reference" and type(item) is str:
+            target = full_urls.get(item)
+            if target is not None and target[0] is not None:
+                changed[key] = f"{target[0]}/{target[1]}"
+        elif type(item) in (dict, list):
+            new = _localized(item, full_urls)
+            if new is not item:
+                changed[key] = new
+    return {**value, **changed} if changed else value

@@ -99,6 +99,42 @@ def test_bundle_references_resolve_through_the_entries_full_urls(tmp_path: Path)
     assert (cond["resource_id"], cond["patient_id"]) == ("cccccccc-2222-3333-4444-555555555555", "pt-9")
 
 
+def test_kept_resources_leave_their_bundle_with_references_a_fhir_server_resolves(tmp_path: Path) -> None:
+    # Given a transaction Bundle whose references use the entries' urn:uuid fullUrls, nested in lists
+    # too, beside a reference to a resource outside the Bundle and a bad entry
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "dr-1",
+        "status": "final",
+        "code": concept(LOINC, "57698-3", "Lipid panel"),
+        "subject": {"reference": "urn:uuid:pt-1"},
+        "result": [{"reference": "urn:uuid:obs-1"}, {"reference": "Observation/elsewhere"}],
+    }
+    document = bundle([patient("pt-1"), observation("obs-1", subject="urn:uuid:pt-1"), report, {"id": "x"}])
+    path = write(tmp_path / "b.json", pretty(document))
+
+    # When flattened keeping the resources
+    kept = flatten_fhir(path, **LINEAGE, keep_resources=True)
+
+    # Then each accepted resource comes back with its line, references made Type/id, others as they were
+    assert [p.reason for p in kept.problems] == ["missing-resource-type"]
+    assert [(line, r["resourceType"], r["id"]) for line, r in kept.resources] == [
+        (1, "Patient", "pt-1"),
+        (1, "Observation", "obs-1"),
+        (1, "DiagnosticReport", "dr-1"),
+    ]
+    observation_kept, report_kept = kept.resources[1][1], kept.resources[2][1]
+    assert observation_kept["subject"]["reference"] == "Patient/pt-1"
+    assert report_kept["subject"] == {"reference": "Patient/pt-1"}
+    assert report_kept["result"] == [
+        {"reference": "Observation/obs-1"},
+        {"reference": "Observation/elsewhere"},
+    ]
+    # And the delivered document itself is not changed, nor are resources kept unless asked for
+    assert document["entry"][1]["resource"]["subject"]["reference"] == "urn:uuid:pt-1"
+    assert flatten_fhir(path, **LINEAGE).resources == []
+
+
 def test_an_encounter_reference_that_names_another_type_is_not_an_encounter_id(tmp_path: Path) -> None:
     obs = observation(encounter={"reference": "EpisodeOfCare/e1"})
     [row] = records(flattened_lines(tmp_path, [obs]), "clinical.observation")

@@ -162,6 +162,37 @@ def test_the_poll_event_reads_the_healthomics_job(
     assert (polled["status"], polled["attempt"], polled["wait_seconds"]) == ("IN_PROGRESS", 1, 8)
 
 
+def test_the_clinical_poll_event_reads_the_healthlake_job(
+    dev_account: SimpleNamespace, lambda_context, monkeypatch
+) -> None:
+    event = _event("clinical_poll")
+    datastore = "9f2c4e7a1b3d5f60718293a4b5c6d7e8"
+    monkeypatch.setenv("HEALTHLAKE_DATASTORE_ID", datastore)
+    healthlake = boto3.client("healthlake", region_name="us-east-1")
+    stubber = Stubber(healthlake)
+    stubber.add_response(
+        "describe_fhir_import_job",
+        {
+            "ImportJobProperties": {
+                "JobId": event["job"]["job_id"],
+                "JobStatus": "IN_PROGRESS",
+                "SubmitTime": "2026-11-21T09:30:00Z",
+                "DatastoreId": datastore,
+                "InputDataConfig": {"S3Uri": "s3://b/healthlake/run/clinical-0000/input/"},
+                "DataAccessRoleArn": "arn:aws:iam::123456789012:role/healthlake-import",
+            }
+        },
+        {"DatastoreId": datastore, "JobId": event["job"]["job_id"]},
+    )
+    real_client = storage.client
+    monkeypatch.setattr(storage, "client", lambda s: healthlake if s == "healthlake" else real_client(s))
+    handlers = {event_name(k): v for k, v in _functions().items()}
+    with stubber:
+        polled = _invoke(handlers["clinical_poll"], event, lambda_context)
+    assert (polled["status"], polled["attempt"], polled["wait_seconds"]) == ("IN_PROGRESS", 1, 8)
+    stubber.assert_no_pending_responses()
+
+
 def test_with_the_healthomics_backend_the_import_starts_a_job_and_hands_over_to_polling(
     dev_account: SimpleNamespace, lambda_context, monkeypatch
 ) -> None:

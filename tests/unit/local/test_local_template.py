@@ -107,7 +107,11 @@ def test_transformed_template_has_no_conditional_leftovers_for_the_default_backe
 
 
 def test_healthomics_backend_keeps_its_conditional_policy() -> None:
-    cloudformation = _cloudformation(GenomicBackend="healthomics", HealthOmicsImportRoleName="omics-import")
+    cloudformation = _cloudformation(
+        GenomicBackend="healthomics",
+        HealthOmicsImportRoleName="omics-import",
+        HealthOmicsVariantStoreName="v",
+    )
 
     policies = json.dumps(cloudformation["Resources"]["GenomicImportFunctionRole"]["Properties"]["Policies"])
     assert "omics:StartVariantImportJob" in policies
@@ -115,6 +119,49 @@ def test_healthomics_backend_keeps_its_conditional_policy() -> None:
     assert variables["HEALTHOMICS_ROLE_ARN"] == {
         "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${HealthOmicsImportRoleName}"
     }
+
+
+def test_healthlake_backend_grants_the_import_and_poll_what_they_call() -> None:
+    cloudformation = _cloudformation(
+        ClinicalBackend="healthlake",
+        HealthLakeDatastoreId="9f2c4e7a1b3d5f60718293a4b5c6d7e8",
+        HealthLakeKmsKeyId="fbbbfee3-20b3-42a5-a99d-c48c655ed545",
+    )
+
+    resources = cloudformation["Resources"]
+    importer = json.dumps(resources["ClinicalImportFunctionRole"]["Properties"]["Policies"])
+    assert "healthlake:StartFHIRImportJob" in importer
+    assert "iam:PassRole" in importer
+    poller = json.dumps(resources["ClinicalPollFunctionRole"]["Properties"]["Policies"])
+    assert "healthlake:DescribeFHIRImportJob" in poller
+    assert "kms:Decrypt" in poller
+    trust = resources["HealthLakeImportRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust[0]["Principal"] == {"Service": "healthlake.amazonaws.com"}
+    variables = resources["ClinicalImportFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["HEALTHLAKE_ROLE_ARN"] == {"Fn::GetAtt": ["HealthLakeImportRole", "Arn"]}
+    assert "Rules" not in cloudformation
+
+
+def test_default_backend_has_no_healthlake_role_or_grants() -> None:
+    resources = _cloudformation()["Resources"]
+
+    assert "HealthLakeImportRole" not in resources
+    assert "healthlake:" not in json.dumps(resources["ClinicalImportFunctionRole"]["Properties"])
+    assert "healthlake:" not in json.dumps(resources["ClinicalPollFunctionRole"]["Properties"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "missing"),
+    [
+        ({"ClinicalBackend": "healthlake"}, "HealthLakeDatastoreId and HealthLakeKmsKeyId"),
+        ({"GenomicBackend": "healthomics"}, "HealthOmicsVariantStoreName and HealthOmicsImportRoleName"),
+    ],
+)
+def test_a_backend_without_its_parameters_is_refused_by_the_template_rules(
+    overrides: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(tpl.TemplateError, match=missing):
+        _cloudformation(**overrides)
 
 
 def test_conditions_drop_resources_outputs_and_no_values() -> None:
