@@ -8,11 +8,14 @@ STAMP := $(VENV)/.installed
 PATIENTS ?= 200
 SEED ?= 7
 DEMO := out/demo
+# The FHIR R4 specification's example resources (CC0), from the npm registry, checksum-pinned; tests only.
+FHIR_EXAMPLES := .cache/hl7.fhir.r4.examples-4.0.1.tgz
+FHIR_EXAMPLES_SHA1 := 537ea7db3f3c7b3575fe2eaa7808bad21261cca3
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint typecheck template-lint unit integration e2e test demo bench clean
+.PHONY: help venv fhir-examples lint typecheck template-lint unit integration e2e test demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -25,6 +28,13 @@ $(STAMP): pyproject.toml functions/requirements.txt constraints.txt
 
 venv: $(STAMP) ## Create .venv and install the project with its dev tools
 
+$(FHIR_EXAMPLES):
+	mkdir -p $(@D)
+	cd $(@D) && npm pack --silent --pack-destination . hl7.fhir.r4.examples@4.0.1 >/dev/null
+	echo "$(FHIR_EXAMPLES_SHA1)  $@" | sha1sum --check --quiet
+
+fhir-examples: $(FHIR_EXAMPLES) ## Fetch the FHIR R4 specification's examples (npm registry) for the tests
+
 lint: $(STAMP) ## ruff (lint + format check)
 	$(BIN)/ruff check functions devtools tests bench
 	$(BIN)/ruff format --check functions devtools tests bench
@@ -36,7 +46,7 @@ template-lint: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
-unit: $(STAMP) ## Unit tests (moto, botocore Stubber)
+unit: $(STAMP) $(FHIR_EXAMPLES) ## Unit tests (moto, botocore Stubber)
 	$(BIN)/pytest tests/unit -q
 
 integration: $(STAMP) ## Integration tests: the real state machine on the local runtime
@@ -45,7 +55,7 @@ integration: $(STAMP) ## Integration tests: the real state machine on the local 
 e2e: $(STAMP) ## End-to-end: mmpipe local run on a generated cohort
 	$(BIN)/pytest tests/e2e -q
 
-test: lint typecheck template-lint ## Every gate: lint, types, template, unit, integration, e2e
+test: lint typecheck template-lint $(FHIR_EXAMPLES) ## Every gate: lint, types, template, unit, integration, e2e
 	$(BIN)/pytest tests -q
 
 demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS, no Docker)
@@ -60,4 +70,4 @@ bench: $(STAMP) ## Benchmarks (not tests): VCF readers compared; genomic ingest 
 	PYTHONPATH=. $(BIN)/python bench/clinical_features.py
 
 clean: ## Remove generated output and the virtualenv
-	rm -rf out $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf out $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
