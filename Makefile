@@ -64,9 +64,10 @@ demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS
 	$(BIN)/mmpipe local run --input $(DEMO)/input --out $(DEMO)
 	$(BIN)/mmpipe summary $(DEMO)
 
-bench: $(STAMP) ## Benchmarks (not tests): VCF readers compared; genomic ingest of 889 VCFs vs the gzip ceiling
+bench: $(STAMP) ## Benchmarks (not tests): VCF readers, genomic ingest of 889 VCFs, FHIR flattening vs model libraries, features
 	$(BIN)/python bench/vcf_readers.py --out out/bench/vcf_readers.json
 	$(BIN)/python bench/genomic_ingest.py --vcfs 889 --out out/bench
+	$(BIN)/python bench/fhir_flatten.py --out out/bench/fhir_flatten.json
 	PYTHONPATH=. $(BIN)/python bench/clinical_features.py
 
 clean: ## Remove generated output and the virtualenv
