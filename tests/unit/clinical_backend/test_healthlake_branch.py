@@ -123,6 +123,15 @@ def start_request(ref: ChunkRef, lake: str) -> dict[str, Any]:
     }
 
 
+def expect_start(healthlake: Stubber, ref: ChunkRef, lake: str) -> None:
+    """HealthLake accepts the chunk's StartFHIRImportJob, which must be exactly `start_request`."""
+    healthlake.add_response(
+        "start_fhir_import_job",
+        {"JobId": JOB_ID, "JobStatus": "SUBMITTED", "DatastoreId": DATASTORE},
+        start_request(ref, lake),
+    )
+
+
 def described(status: str, ref: ChunkRef, lake: str) -> dict[str, Any]:
     prefix = f"s3://{lake}/{healthlake_prefix(ref)}"
     return {
@@ -179,11 +188,7 @@ def test_the_valid_resources_are_staged_and_one_import_is_started(
     aws: SimpleNamespace, chunk: ChunkRef, healthlake: Stubber, lambda_context: Any
 ) -> None:
     # Given HealthLake accepting the import
-    healthlake.add_response(
-        "start_fhir_import_job",
-        {"JobId": JOB_ID, "JobStatus": "SUBMITTED", "DatastoreId": DATASTORE},
-        start_request(chunk, aws.lake),
-    )
+    expect_start(healthlake, chunk, aws.lake)
 
     # When the chunk is imported
     status = ChunkStatus.model_validate(clinical_import.lambda_handler(import_event(chunk), lambda_context))
@@ -213,12 +218,8 @@ def test_a_retried_import_sends_the_same_token_and_stages_the_same_bytes(
     aws: SimpleNamespace, chunk: ChunkRef, healthlake: Stubber, lambda_context: Any
 ) -> None:
     # Given HealthLake answering both starts with the same job, as it does for a repeated ClientToken
-    for _ in range(2):
-        healthlake.add_response(
-            "start_fhir_import_job",
-            {"JobId": JOB_ID, "JobStatus": "SUBMITTED", "DatastoreId": DATASTORE},
-            start_request(chunk, aws.lake),  # the Stubber checks the token is the same both times
-        )
+    for _ in range(2):  # the Stubber checks that both requests carry the same token
+        expect_start(healthlake, chunk, aws.lake)
 
     # When the import runs twice (a Lambda retry after the first attempt had started the job)
     first = clinical_import.lambda_handler(import_event(chunk), lambda_context)
@@ -254,11 +255,7 @@ def test_polling_backs_off_then_quarantines_each_rejected_resource_against_its_d
     aws: SimpleNamespace, chunk: ChunkRef, healthlake: Stubber, lambda_context: Any
 ) -> None:
     # Given a started import
-    healthlake.add_response(
-        "start_fhir_import_job",
-        {"JobId": JOB_ID, "JobStatus": "SUBMITTED", "DatastoreId": DATASTORE},
-        start_request(chunk, aws.lake),
-    )
+    expect_start(healthlake, chunk, aws.lake)
     started = clinical_import.lambda_handler(import_event(chunk), lambda_context)
     describe = {"DatastoreId": DATASTORE, "JobId": JOB_ID}
 
@@ -303,11 +300,7 @@ def test_a_failed_job_without_failure_lines_is_one_record_naming_the_staged_file
     aws: SimpleNamespace, chunk: ChunkRef, healthlake: Stubber, lambda_context: Any
 ) -> None:
     # Given a started import that FAILED and wrote no report lines
-    healthlake.add_response(
-        "start_fhir_import_job",
-        {"JobId": JOB_ID, "JobStatus": "SUBMITTED", "DatastoreId": DATASTORE},
-        start_request(chunk, aws.lake),
-    )
+    expect_start(healthlake, chunk, aws.lake)
     started = clinical_import.lambda_handler(import_event(chunk), lambda_context)
     folder = f"{healthlake_prefix(chunk)}output/{DATASTORE}-FHIR_IMPORT-{JOB_ID}/"
     aws.s3.put_object(Bucket=aws.lake, Key=f"{folder}.healthlake_write_access_check", Body=b"")
