@@ -24,6 +24,7 @@ from mmhealth.contracts import (
     ManifestFile,
     Modality,
     RunConfig,
+    RunManifest,
     RunPaths,
     TableCommit,
 )
@@ -145,19 +146,57 @@ def discard_chunk(ref: ChunkRef, stage: str, error: str, cause: str) -> ChunkSta
     return ChunkStatus(chunk=ref, status="FAILED", quarantined=len(chunk.files))
 
 
+@dataclass(frozen=True)
+class FileGroupProblem:
+    """Files that are fine one by one but wrong together (an inconsistent DICOM series): each is quarantined."""
+
+    object_ids: tuple[str, ...]
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What a modality's `derive` step makes of the run's staged tables: the tables to commit, and the
+    groups of files to quarantine (whether their rows are committed is the modality's decision)."""
+
+    tables: Mapping[str, pa.Table]
+    problems: Sequence[FileGroupProblem] = ()
+
+
+# (run id, staged tables by name) -> Derived. For checks and tables that need the whole run at once.
+Derive = Callable[[str, Mapping[str, pa.Table]], Derived]
+
+
 @tracer.capture_method
 def catalog_run(
-    run_id: str, modality: Modality, owners: Mapping[str, OwnedBy], quarantined: int
+    run_id: str,
+    modality: Modality,
+    owners: Mapping[str, OwnedBy],
+    quarantined: int,
+    derive: Derive | None = None,
 ) -> CatalogResult:
-    """Commit every staged part of this run and modality: one atomic, run-tagged commit per table."""
+    """Commit every staged part of this run and modality: one atomic, run-tagged commit per table.
+
+    `derive`, when given, sees all staged tables first and returns the tables to commit (it may add
+    tables, e.g. a per-series summary, or leave rows out); the files of its problems are quarantined.
+    """
     lake = settings().lake_bucket
     paths = RunPaths(run_id)
+    staged: dict[str, pa.Table] = {}
+    for name in owners:
+        keys = sorted(storage.list_keys(lake, paths.staging_prefix(modality, name)))
+        if keys:
+            staged[name] = pa.concat_tables(
+                [storage.read_parquet(lake, k) for k in keys], promote_options="default"
+            )
+    derived = derive(run_id, staged) if derive is not None else Derived(staged)
+    quarantined += _quarantine_groups(run_id, modality, derived.problems)
     commits: list[TableCommit] = []
     for name, owned_by in owners.items():
-        keys = sorted(storage.list_keys(lake, paths.staging_prefix(modality, name)))
-        if not keys:
+        rows = derived.tables.get(name)
+        if rows is None or rows.num_rows == 0:
             continue
-        rows = pa.concat_tables([storage.read_parquet(lake, k) for k in keys], promote_options="default")
         commit = replace_rows(name, rows, run_id, owned_by)
         commits.append(commit)
         metrics.add_metric(
@@ -165,3 +204,29 @@ def catalog_run(
         )
         logger.info("table committed", extra=commit.model_dump())
     return CatalogResult(run_id=run_id, modality=modality, commits=commits, quarantined=quarantined)
+
+
+def _quarantine_groups(run_id: str, modality: Modality, problems: Sequence[FileGroupProblem]) -> int:
+    """One quarantine record per file of this run in every group; returns how many files that was."""
+    if not problems:
+        return 0
+    lake = settings().lake_bucket
+    files = {f.object.object_id: f.object for f in run_files(run_id, modality)}
+    count = 0
+    for group in problems:
+        for object_id in group.object_ids:
+            obj = files.get(object_id)
+            if obj is None:  # staged by an earlier run of the same delivery: nothing of this run to point at
+                continue
+            quarantine.record(
+                lake, run_id, obj, modality=modality, stage="catalog", reason=group.reason, detail=group.detail
+            )
+            count += 1
+    return count
+
+
+def run_files(run_id: str, modality: Modality) -> list[ManifestFile]:
+    """Every file of the run's chunks of one modality (from the run manifest and its chunk files)."""
+    lake = settings().lake_bucket
+    manifest = RunManifest.model_validate(storage.read_json(lake, RunPaths(run_id).manifest))
+    return [f for ref in manifest.chunks if ref.modality == modality for f in load_chunk(ref).files]

@@ -147,9 +147,12 @@ def _row_count(table: Table) -> int:
 
 
 def read_table(
-    name: str, catalog: Catalog | None = None, columns: Sequence[str] | None = None
+    name: str,
+    catalog: Catalog | None = None,
+    columns: Sequence[str] | None = None,
+    row_filter: BooleanExpression | None = None,
 ) -> pa.Table | None:
-    """The table (or just `columns`) as Arrow; None when it does not exist yet."""
+    """The table (or just `columns`, or the rows `row_filter` selects) as Arrow; None when it does not exist."""
     catalog = catalog or lakehouse_catalog()
     try:
         table = catalog.load_table(glue_identifier(name))
@@ -157,4 +160,4 @@ def read_table(
         return None
     present = table.schema().column_names
     selected = tuple(c for c in columns if c in present) if columns is not None else ("*",)
-    return table.scan(selected_fields=selected).to_arrow()
+    return table.scan(row_filter=row_filter or AlwaysTrue(), selected_fields=selected).to_arrow()
