@@ -112,6 +112,8 @@ class RunConfig(_Model):
     map_concurrency: int = Field(default=8, ge=1, le=40)
     genomic_backend: Literal["lakehouse", "healthomics"] = "lakehouse"
     clinical_backend: Literal["lakehouse", "healthlake"] = "lakehouse"
+    imaging_backend: Literal["lakehouse", "healthimaging"] = "lakehouse"
+    radiomics: bool = True  # run the radiomics job after the imaging catalog step
 
 
 class JobHandle(_Model):
@@ -119,40 +121,6 @@ class JobHandle(_Model):
 
     backend: str
     job_id: str
-
-
-class ChunkStatus(_Model):
-    """Output of Import and of every Poll; input of the next Poll. The Choice state reads `status`.
-
-    It carries the chunk reference and the run config, so a Poll (or the failure recorder reached from a
-    Catch) has everything it needs from its own input.
-    """
-
-    chunk: ChunkRef
-    status: Literal["COMPLETED", "IN_PROGRESS", "FAILED"]
-    parts: int = 0
-    rows: int = 0
-    quarantined: int = 0
-    job: JobHandle | None = None
-    attempt: int = 0
-    wait_seconds: int = 0
-    config: RunConfig = Field(default_factory=RunConfig)
-
-
-class QuarantineRecord(_Model):
-    """One rejected file (or line of a file): the row shape of `ops.quarantine`."""
-
-    run_id: str
-    object_id: str
-    bucket: str
-    key: str
-    etag: str
-    modality: str  # a Modality, or "unknown"
-    stage: Stage
-    reason: str
-    detail: str
-    line: int | None = None
-    recorded_at: str = Field(default_factory=utc_now)
 
 
 class TableCommit(_Model):
@@ -170,6 +138,71 @@ class CatalogResult(_Model):
     modality: Modality
     commits: list[TableCommit]
     quarantined: int
+
+
+class PolledJob(_Model):
+    """What every Wait -> Poll -> Choice loop carries: the job, the attempt count and the next wait."""
+
+    status: Literal["COMPLETED", "IN_PROGRESS", "FAILED"]
+    job: JobHandle | None = None
+    attempt: int = 0
+    wait_seconds: int = 0
+    config: RunConfig = Field(default_factory=RunConfig)
+
+    @property
+    def subject(self) -> str:
+        """What the job is for, in an error message."""
+        return "backend job"
+
+
+class ChunkStatus(PolledJob):
+    """Output of Import and of every Poll; input of the next Poll. The Choice state reads `status`.
+
+    It carries the chunk reference and the run config, so a Poll (or the failure recorder reached from a
+    Catch) has everything it needs from its own input.
+    """
+
+    chunk: ChunkRef
+    parts: int = 0
+    rows: int = 0
+    quarantined: int = 0
+
+    @property
+    def subject(self) -> str:
+        return self.chunk.chunk_id
+
+
+class RadiomicsRun(PolledJob):
+    """The radiomics job of a run's imaging branch: output of RadiomicsStart and of every RadiomicsPoll.
+
+    `catalog` is the imaging catalog step's result, carried through the loop so the branch ends with one
+    result for the whole modality. No job (status COMPLETED) when the run has no series to process.
+    """
+
+    run_id: str
+    catalog: CatalogResult
+    series: int = 0
+    output_uri: str | None = None  # s3://<lake>/radiomics/<run>/output/
+
+    @property
+    def subject(self) -> str:
+        return f"radiomics of run {self.run_id}"
+
+
+class QuarantineRecord(_Model):
+    """One rejected file (or line of a file): the row shape of `ops.quarantine`."""
+
+    run_id: str
+    object_id: str
+    bucket: str
+    key: str
+    etag: str
+    modality: str  # a Modality, or "unknown"
+    stage: Stage
+    reason: str
+    detail: str
+    line: int | None = None
+    recorded_at: str = Field(default_factory=utc_now)
 
 
 class RunPaths:

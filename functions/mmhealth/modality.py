@@ -191,7 +191,7 @@ def catalog_run(
                 [storage.read_parquet(lake, k) for k in keys], promote_options="default"
             )
     derived = derive(run_id, staged) if derive is not None else Derived(staged)
-    quarantined += _quarantine_groups(run_id, modality, derived.problems)
+    quarantined += quarantine_groups(run_id, modality, derived.problems)
     commits: list[TableCommit] = []
     for name, owned_by in owners.items():
         rows = derived.tables.get(name)
@@ -206,7 +206,7 @@ def catalog_run(
     return CatalogResult(run_id=run_id, modality=modality, commits=commits, quarantined=quarantined)
 
 
-def _quarantine_groups(run_id: str, modality: Modality, problems: Sequence[FileGroupProblem]) -> int:
+def quarantine_groups(run_id: str, modality: Modality, problems: Sequence[FileGroupProblem]) -> int:
     """One quarantine record per file of this run in every group; returns how many files that was."""
     if not problems:
         return 0

@@ -7,23 +7,26 @@ give up, so the execution history stays small whatever the job's duration.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
-from mmhealth.contracts import ChunkStatus
+from mmhealth.contracts import PolledJob
 from mmhealth.errors import PipelineError
+
+P = TypeVar("P", bound=PolledJob)
 
 
 class PollTimeout(PipelineError):
     """The backend job was still running after the configured number of polls (not retried)."""
 
 
-def next_poll(status: ChunkStatus) -> ChunkStatus:
+def next_poll(status: P) -> P:
     """One more attempt with a longer wait; raises PollTimeout once attempts are exhausted."""
     cfg = status.config
     attempt = status.attempt + 1
     if attempt >= cfg.poll_max_attempts:
         job = f"{status.job.backend} job {status.job.job_id}" if status.job else "backend job"
         raise PollTimeout(
-            f"{status.chunk.chunk_id}: {job} still running after {attempt} polls; "
+            f"{status.subject}: {job} still running after {attempt} polls; "
             "check the job in its service console, or raise poll_max_attempts"
         )
     wait = min(

@@ -28,6 +28,15 @@ class Settings(BaseModel):
     healthlake_datastore_id: str | None = None
     healthlake_role_arn: str | None = None
     healthlake_kms_key_id: str | None = None
+    healthimaging_datastore_id: str | None = None
+    healthimaging_role_arn: str | None = None
+    radiomics_backend: str = "sagemaker"  # sagemaker | batch
+    radiomics_image_uri: str | None = None
+    radiomics_role_arn: str | None = None  # the SageMaker Processing execution role
+    radiomics_instance_type: str = "ml.g4dn.xlarge"
+    radiomics_instance_count: int = Field(default=1, ge=1, le=100)
+    radiomics_job_queue: str | None = None  # AWS Batch
+    radiomics_job_definition: str | None = None  # AWS Batch
     run_config: dict[str, object] = Field(default_factory=dict)  # RUN_CONFIG: JSON overrides
 
 
@@ -49,6 +58,15 @@ def settings() -> Settings:
             healthlake_datastore_id=env.get("HEALTHLAKE_DATASTORE_ID") or None,
             healthlake_role_arn=env.get("HEALTHLAKE_ROLE_ARN") or None,
             healthlake_kms_key_id=env.get("HEALTHLAKE_KMS_KEY_ID") or None,
+            healthimaging_datastore_id=env.get("HEALTHIMAGING_DATASTORE_ID") or None,
+            healthimaging_role_arn=env.get("HEALTHIMAGING_ROLE_ARN") or None,
+            radiomics_backend=env.get("RADIOMICS_BACKEND") or "sagemaker",
+            radiomics_image_uri=env.get("RADIOMICS_IMAGE_URI") or None,
+            radiomics_role_arn=env.get("RADIOMICS_ROLE_ARN") or None,
+            radiomics_instance_type=env.get("RADIOMICS_INSTANCE_TYPE") or "ml.g4dn.xlarge",
+            radiomics_instance_count=int(env.get("RADIOMICS_INSTANCE_COUNT") or "1"),
+            radiomics_job_queue=env.get("RADIOMICS_JOB_QUEUE") or None,
+            radiomics_job_definition=env.get("RADIOMICS_JOB_DEFINITION") or None,
             run_config=json.loads(env.get("RUN_CONFIG") or "{}"),
         )
     except (ValidationError, ValueError) as exc:

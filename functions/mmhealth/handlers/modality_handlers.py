@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mmhealth import modality
-from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, Modality, RunConfig
+from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, Modality, PolledJob, RunConfig
 from mmhealth.observability import logger, metrics, tracer
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+P = TypeVar("P", bound=PolledJob)
 # Optionally starts an operational-backend import for the staged files (the Poll loop then follows it).
 BackendStarter = Callable[[ChunkStatus, list[ManifestFile], datetime | None], ChunkStatus]
 
@@ -40,16 +41,16 @@ def import_handler(convert: modality.FileConverter, start_backend: BackendStarte
     return lambda_handler
 
 
-def poll_handler(look: Callable[[ChunkStatus], ChunkStatus]) -> Handler:
-    """Poll: one look at the chunk's backend job (the state machine waits, with backoff, between looks)."""
+def poll_handler(look: Callable[[P], P], model: type[P] = ChunkStatus) -> Handler:  # type: ignore[assignment]
+    """Poll: one look at a backend job (the state machine waits, with backoff, between looks)."""
 
-    @logger.inject_lambda_context(correlation_id_path="chunk.run_id")
+    @logger.inject_lambda_context(correlation_id_path="chunk.run_id" if model is ChunkStatus else "run_id")
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        status = ChunkStatus.model_validate(event)
+        status = model.model_validate(event)
         if status.job is None:
-            raise ValueError(f"{status.chunk.chunk_id}: Poll reached without a backend job")
+            raise ValueError(f"{status.subject}: Poll reached without a backend job")
         return look(status).model_dump()
 
     return lambda_handler

@@ -1,0 +1,320 @@
+"""SageMaker Processing and AWS Batch jobs, answered locally by running the job's entry point in a subprocess.
+
+botocore `before-call` hooks (the mechanism of invoker.py) answer CreateProcessingJob /
+DescribeProcessingJob (SageMaker) and SubmitJob / DescribeJobs / ListJobs (Batch) for every boto3 session
+created after `register_job_hooks()`, while a `LocalJobs` is installed. The container image is not run:
+its entry point (`python -m radiomics_job`, from containers/radiomics) runs on this machine's CPU with
+the SageMaker path conventions mapped to a temp folder - each S3Prefix input downloaded to the local
+copy of its LocalPath, the output folder uploaded to its S3Uri when the process exits 0 (S3UploadMode
+EndOfJob) - or, for Batch, with the job's own command (the job reads and writes S3 itself). The
+subprocess reaches S3 through AWS_ENDPOINT_URL, the local moto server. Describe reports InProgress /
+RUNNING until the process ends, then Completed / SUCCEEDED or Failed / FAILED with the end of its stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
+
+import boto3
+import botocore.handlers
+from botocore.awsrequest import AWSResponse
+
+log = logging.getLogger(__name__)
+
+_OPERATIONS = {
+    "before-call.sagemaker.CreateProcessingJob": "create_processing_job",
+    "before-call.sagemaker.DescribeProcessingJob": "describe_processing_job",
+    "before-call.batch.SubmitJob": "submit_job",
+    "before-call.batch.DescribeJobs": "describe_jobs",
+    "before-call.batch.ListJobs": "list_jobs",
+}
+ENTRY_POINT = "radiomics_job"
+_STDERR_TAIL = 1500  # characters of a failed job's stderr kept as its failure reason
+
+
+class JobRequestError(Exception):
+    """A request the service would refuse (an existing name, an unknown job): a 400 with this code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class LocalJob:
+    name: str
+    job_id: str
+    kind: str  # "processing" | "batch"
+    request: dict[str, Any]
+    created: datetime
+    status: str = "running"  # running | succeeded | failed
+    reason: str = ""
+    ended: datetime | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+class LocalJobs:
+    """Runs the jobs; one instance is installed per local runtime."""
+
+    def __init__(
+        self,
+        code_dir: Path,
+        workdir: Path,
+        *,
+        workers: int = 2,
+        account: str = "123456789012",
+        entry_point: str = ENTRY_POINT,
+    ) -> None:
+        self.code_dir = code_dir
+        self.entry_point = entry_point
+        self.workdir = workdir
+        self.workers = workers
+        self.account = account
+        self._jobs: dict[str, LocalJob] = {}
+        self._lock = threading.Lock()
+
+    # --- install -----------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        global _active
+        register_job_hooks()
+        with _active_lock:
+            _active = self
+
+    def uninstall(self) -> None:
+        global _active
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for every running job's process (tests; a runtime stopping)."""
+        for job in list(self._jobs.values()):
+            if job.thread is not None:
+                job.thread.join(timeout)
+
+    # --- SageMaker ---------------------------------------------------------------------------------------
+
+    def create_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["ProcessingJobName"]
+        job = self._register(name, name, "processing", request)
+        folder = self.workdir / name
+        args: list[str] = []
+        for item in request.get("ProcessingInputs", []):
+            s3_input = item["S3Input"]
+            local = _local_path(folder, s3_input["LocalPath"])
+            _download_prefix(s3_input["S3Uri"], local)
+            if item.get("InputName") == "manifests":
+                args += ["--input", str(local)]
+        outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for item in outputs:
+            local = _local_path(folder, item["S3Output"]["LocalPath"])
+            local.mkdir(parents=True, exist_ok=True)
+            args += ["--output", str(local)]
+
+        def upload() -> None:
+            for item in outputs:
+                _upload_folder(_local_path(folder, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+
+        self._run(job, args, after=upload)
+        return {"ProcessingJobArn": self._arn("sagemaker", f"processing-job/{name}")}
+
+    def describe_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._get(request["ProcessingJobName"], "processing")
+        status = {"running": "InProgress", "succeeded": "Completed", "failed": "Failed"}[job.status]
+        described: dict[str, Any] = {
+            **{k: job.request[k] for k in ("ProcessingJobName", "ProcessingResources", "AppSpecification")},
+            "ProcessingJobArn": self._arn("sagemaker", f"processing-job/{job.name}"),
+            "ProcessingJobStatus": status,
+            "CreationTime": job.created,
+        }
+        if job.ended is not None:
+            described["ProcessingEndTime"] = job.ended
+        if job.reason:
+            described["FailureReason"] = job.reason
+        return described
+
+    # --- Batch -------------------------------------------------------------------------------------------
+
+    def submit_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job_id = str(uuid.uuid4())
+        job = self._register(job_id, request["jobName"], "batch", request)
+        command = list(request.get("containerOverrides", {}).get("command", []))
+        self._run(job, command)
+        return {"jobArn": self._arn("batch", f"job/{job_id}"), "jobName": job.name, "jobId": job_id}
+
+    def describe_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        jobs = [self._jobs[i] for i in request.get("jobs", []) if i in self._jobs]
+        return {"jobs": [self._batch_detail(j) for j in jobs]}
+
+    def list_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        names = {
+            v for f in request.get("filters", []) if f.get("name") == "JOB_NAME" for v in f.get("values", [])
+        }
+        found = [j for j in self._jobs.values() if j.kind == "batch" and (not names or j.name in names)]
+        return {
+            "jobSummaryList": [
+                {"jobId": j.job_id, "jobName": j.name, "status": self._batch_status(j)} for j in found
+            ]
+        }
+
+    def _batch_detail(self, job: LocalJob) -> dict[str, Any]:
+        detail = {
+            "jobName": job.name,
+            "jobId": job.job_id,
+            "jobArn": self._arn("batch", f"job/{job.job_id}"),
+            "jobQueue": job.request["jobQueue"],
+            "jobDefinition": job.request["jobDefinition"],
+            "status": self._batch_status(job),
+            "startedAt": int(job.created.timestamp() * 1000),
+        }
+        if job.reason:
+            detail["statusReason"] = job.reason
+        return detail
+
+    @staticmethod
+    def _batch_status(job: LocalJob) -> str:
+        return {"running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED"}[job.status]
+
+    # --- running -----------------------------------------------------------------------------------------
+
+    def _register(self, key: str, name: str, kind: str, request: dict[str, Any]) -> LocalJob:
+        with self._lock:
+            if kind == "processing" and key in self._jobs:
+                raise JobRequestError(
+                    "ValidationException",
+                    f"Job name must be unique within an AWS account and region, and a job with this name "
+                    f"already exists ({self._arn('sagemaker', f'processing-job/{name}')})",
+                )
+            job = self._jobs[key] = LocalJob(name, key, kind, request, datetime.now(UTC))
+            return job
+
+    def _get(self, key: str, kind: str) -> LocalJob:
+        job = self._jobs.get(key)
+        if job is None or job.kind != kind:
+            raise JobRequestError("ValidationException", f"Could not find job {key!r}")
+        return job
+
+    def _run(self, job: LocalJob, args: list[str], after: Any = None) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            self.entry_point,
+            *args,
+            "--workers",
+            str(self.workers),
+            "--device",
+            "cpu",
+        ]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(self.code_dir), os.environ.get("PYTHONPATH", "")]),
+        }
+
+        def run() -> None:
+            log.info("local %s job %s: %s", job.kind, job.name, " ".join(command[1:]))
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                try:
+                    if after is not None:
+                        after()
+                    job.status = "succeeded"
+                except Exception as exc:  # an upload that failed fails the job, as in SageMaker
+                    job.status, job.reason = "failed", f"uploading the output failed: {exc}"
+            else:
+                job.status = "failed"
+                job.reason = f"exit code {done.returncode}: {done.stderr[-_STDERR_TAIL:].strip()}"
+            job.ended = datetime.now(UTC)
+            log.info("local %s job %s %s", job.kind, job.name, job.status)
+
+        job.thread = threading.Thread(target=run, name=f"job-{job.name}", daemon=True)
+        job.thread.start()
+
+    def _arn(self, service: str, resource: str) -> str:
+        region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        return f"arn:aws:{service}:{region}:{self.account}:{resource}"
+
+    def answer(self, method: str, request: dict[str, Any], url: str) -> tuple[AWSResponse, dict[str, Any]]:
+        try:
+            parsed = cast(dict[str, Any], getattr(self, method)(request))
+            status = 200
+        except JobRequestError as exc:
+            parsed, status = {"Error": {"Code": exc.code, "Message": str(exc)}}, 400
+        parsed["ResponseMetadata"] = {
+            "RequestId": str(uuid.uuid4()),
+            "HTTPStatusCode": status,
+            "HTTPHeaders": {},
+            "RetryAttempts": 0,
+        }
+        return AWSResponse(url, status, cast(Any, {}), None), parsed
+
+
+def _local_path(folder: Path, container_path: str) -> Path:
+    """/opt/ml/processing/input/manifests -> <folder>/opt/ml/processing/input/manifests."""
+    return folder / PurePosixPath(container_path).relative_to("/")
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _download_prefix(uri: str, local: Path) -> None:
+    bucket, prefix = _split(uri)
+    s3 = boto3.client("s3")
+    local.mkdir(parents=True, exist_ok=True)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            target = local / item["Key"][len(prefix) :].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(target))
+
+
+def _upload_folder(local: Path, uri: str) -> None:
+    bucket, prefix = _split(uri)
+    s3 = boto3.client("s3")
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        key = (
+            f"{prefix.rstrip('/')}/{path.relative_to(local).as_posix()}"
+            if prefix
+            else path.relative_to(local).as_posix()
+        )
+        s3.upload_file(str(path), bucket, key)
+
+
+def register_job_hooks() -> None:
+    """Add the job hooks to botocore's built-in handlers (idempotent); they let calls through while no
+    LocalJobs is installed."""
+    with _active_lock:
+        for event in _OPERATIONS:
+            if (event, _before_call_job) not in botocore.handlers.BUILTIN_HANDLERS:
+                botocore.handlers.BUILTIN_HANDLERS.append((event, _before_call_job))
+
+
+def _before_call_job(
+    params: Mapping[str, Any], model: Any, **_: Any
+) -> tuple[AWSResponse, dict[str, Any]] | None:
+    jobs = _active
+    if jobs is None:
+        return None
+    method = _OPERATIONS.get(f"before-call.{model.service_model.service_name}.{model.name}")
+    if method is None:
+        return None
+    body = params.get("body") or b"{}"
+    request = json.loads(body.decode() if isinstance(body, bytes) else body)
+    return jobs.answer(method, request, str(params.get("url", "")))
+
+
+_active: LocalJobs | None = None
+_active_lock = threading.Lock()
