@@ -1,8 +1,8 @@
-"""Features step of a run: rebuild `features.clinical` and `features.labels` from the clinical tables.
+"""Features step of a run: rebuild `features.clinical`, `features.labels` and `features.imaging`.
 
 Features are a function of the whole lakehouse, not of one run's files (a patient's index-date window
-spans deliveries), so each run that changed clinical data rebuilds them and replaces the tables whole,
-tagged with the run id like every other commit.
+spans deliveries), so each run that changed clinical or imaging data rebuilds them and replaces the tables
+whole, tagged with the run id like every other commit. Imaging features use the index dates of the labels.
 """
 
 from __future__ import annotations
@@ -14,24 +14,28 @@ import pyarrow.compute as pc
 
 from mmhealth.clinical.schemas import LABEL_CODES
 from mmhealth.features.clinical import READ_COLUMNS, FeatureConfig, clinical_features
+from mmhealth.features.imaging import imaging_features
 from mmhealth.lakehouse.catalog import lakehouse_catalog, read_table, replace_all, replace_rows
 from mmhealth.observability import MetricUnit, logger, metrics
 
 
-def clinical_changed(branches: list[dict[str, Any]]) -> bool:
-    """True when this run committed clinical rows (otherwise the features cannot have changed)."""
-    for branch in branches:
-        if branch.get("modality") == "clinical" and not branch.get("skipped") and not branch.get("failed"):
-            return any(c.get("rows_added") or c.get("rows_removed") for c in branch.get("commits", []))
-    return False
+def changed(branches: list[dict[str, Any]], modalities: tuple[str, ...] = ("clinical", "imaging")) -> bool:
+    """True when this run committed rows of one of `modalities` (otherwise the features cannot have changed)."""
+    return any(
+        branch.get("modality") in modalities
+        and not branch.get("skipped")
+        and not branch.get("failed")
+        and any(c.get("rows_added") or c.get("rows_removed") for c in branch.get("commits", []))
+        for branch in branches
+    )
 
 
 def rebuild_features(
     run_id: str, branches: list[dict[str, Any]], config: FeatureConfig | None = None
 ) -> dict[str, Any]:
     """Recompute and commit the clinical features and labels; returns counts and label prevalence."""
-    if not clinical_changed(branches):
-        return {"skipped": True, "reason": "no clinical rows changed in this run"}
+    if not changed(branches):
+        return {"skipped": True, "reason": "no clinical or imaging rows changed in this run"}
     catalog = lakehouse_catalog()
     # Only the columns the features read: whole clinical tables would not fit a Lambda's memory for long.
     tables = {
@@ -40,10 +44,15 @@ def rebuild_features(
         if (t := read_table(name, catalog, columns)) is not None
     }
     feature_set = clinical_features(tables, config or FeatureConfig())
+    imaging = imaging_features(
+        read_table("features.radiomics", catalog), feature_set.labels.select(["patient_id", "index_date"])
+    )
     commits = [
         replace_rows("features.clinical", feature_set.features, run_id, replace_all, catalog),
         replace_rows("features.labels", feature_set.labels, run_id, replace_all, catalog),
     ]
+    if imaging.num_rows:
+        commits.append(replace_rows("features.imaging", imaging, run_id, replace_all, catalog))
     prevalence = label_prevalence(feature_set.labels)
     unlinked = unlinked_patients(tables)
     if unlinked:
@@ -57,6 +66,7 @@ def rebuild_features(
     )
     return {
         "patients": feature_set.features.num_rows,
+        "imaging_patients": imaging.num_rows,
         "feature_columns": feature_set.features.num_columns - 2,  # patient_id, index_date
         "prevalence": prevalence,
         "unlinked_patients": len(unlinked),

@@ -38,20 +38,17 @@ quarantine records and logs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from botocore.exceptions import ClientError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from pydantic import BaseModel, ConfigDict
 
+from mmhealth.backend_io import ServiceIO, as_int, as_str, idempotency_token, split_s3_uri
 from mmhealth.contracts import JobHandle
-from mmhealth.errors import BackendJobFailed, TransientError
 from mmhealth.storage import TRANSIENT_CODES
 
 if TYPE_CHECKING:
@@ -100,7 +97,6 @@ ValidationLevel = Literal["strict", "structure-only", "minimal"]
 CLIENT_TOKEN = re.compile(r"[a-zA-Z0-9-]{1,64}")
 JOB_NAME_MAX = 64
 _JOB_NAME_UNSAFE = re.compile(r"[^\w .:/=+%@-]")  # the model's [\p{L}\p{Z}\p{N}_.:/=+\-%@], near enough
-_S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
 
 NDJSON_CONTENT_TYPE = "application/fhir+ndjson"
 SPOOL_BYTES = 32 * 1024 * 1024  # stage_ndjson keeps up to this much in memory, then spills to /tmp
@@ -112,6 +108,7 @@ DEFAULT_MAX_FAILURES = 1000  # failures listed one by one; the rest are only cou
 
 # HealthLake's retryable codes on top of the shared ones (throttling is already there).
 _TRANSIENT = TRANSIENT_CODES | {"InternalServerException"}
+_IO = ServiceIO("HealthLake", _TRANSIENT)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -183,10 +180,7 @@ def import_client_token(run_id: str, chunk_id: str, *, redrive: int = 0) -> str:
     The same run and chunk always give the same token, so a retried start returns the job already
     started. `redrive` > 0 (a deliberate re-drive of a failed chunk) gives a new token, hence a new job.
     """
-    if redrive < 0:
-        raise ValueError(f"redrive must be >= 0, not {redrive}")
-    seed = f"{run_id}\n{chunk_id}" + (f"\nredrive={redrive}" if redrive else "")
-    return f"mmpipe-{hashlib.sha256(seed.encode()).hexdigest()[:40]}"
+    return idempotency_token(run_id, chunk_id, redrive=redrive)
 
 
 def import_job_name(run_id: str, chunk_id: str) -> str:
@@ -224,7 +218,7 @@ def stage_ndjson(s3_client: S3Client, bucket: str, key: str, resources: Iterable
         if count == 0:
             return 0
         body.seek(0)
-        _s3_call(
+        _IO.s3_call(
             "PutObject",
             s3_client.put_object,
             Bucket=bucket,
@@ -260,8 +254,8 @@ def start_fhir_import(
         raise ValueError(f"ClientToken must be 1-64 characters of [a-zA-Z0-9-], not {client_token!r}")
     if not 1 <= len(job_name) <= JOB_NAME_MAX or _JOB_NAME_UNSAFE.search(job_name):
         raise ValueError(f"JobName must be 1-{JOB_NAME_MAX} characters of [\\w .:/=+%@-], not {job_name!r}")
-    _split_s3_uri(input_s3_uri)
-    _split_s3_uri(output_s3_uri)
+    split_s3_uri(input_s3_uri)
+    split_s3_uri(output_s3_uri)
     if not output_s3_uri.endswith("/"):
         raise ValueError(f"the output URI must be a folder ending in '/', not {output_s3_uri!r}")
     request: dict[str, Any] = {
@@ -274,7 +268,7 @@ def start_fhir_import(
     }
     if validation_level is not None:
         request["ValidationLevel"] = validation_level
-    response = _call("StartFHIRImportJob", client.start_fhir_import_job, **request)
+    response = _IO.call("StartFHIRImportJob", client.start_fhir_import_job, **request)
     log.info(
         "HealthLake import %s (%s) for %s: %s",
         response["JobId"],
@@ -293,7 +287,7 @@ def job_status(client: HealthLakeClient, *, datastore_id: str, job_id: str) -> t
     the job's message and progress counters. An unknown status counts as IN_PROGRESS (the poll loop is
     bounded). Raises TransientError on throttling / service errors; any other ClientError propagates.
     """
-    response = _call(
+    response = _IO.call(
         "DescribeFHIRImportJob", client.describe_fhir_import_job, DatastoreId=datastore_id, JobId=job_id
     )
     job = response["ImportJobProperties"]
@@ -341,12 +335,14 @@ def import_outcome(
     job exists; TransientError on S3 throttling; any other ClientError propagates. A missing or
     unreadable manifest is logged and left out, not an error.
     """
-    bucket, prefix = _split_s3_uri(output_s3_uri)
-    folder = _job_folder(s3_client, bucket, prefix, job_id, datastore_id)
+    bucket, prefix = split_s3_uri(output_s3_uri)
+    folder = _IO.job_folder(
+        s3_client, bucket, prefix, marker=FOLDER_MARKER, job_id=job_id, datastore_id=datastore_id
+    )
     manifest_key: str | None = None
     success: list[str] = []
     failure: list[str] = []
-    for key, size in sorted(_objects(s3_client, bucket, folder)):
+    for key, size in sorted(_IO.objects(s3_client, bucket, folder)):
         parts = key[len(folder) :].split("/")
         name = parts[-1]
         if not name or size == 0 or name.startswith(WRITE_PROBE):
@@ -357,16 +353,8 @@ def import_outcome(
             success.append(key)
         elif len(parts) > 1 and parts[0].upper() == "FAILURE":
             failure.append(key)
-    succeeded = sum(1 for key in success for line in _lines(s3_client, bucket, key) if line.strip())
-    failures: list[ResourceFailure] = []
-    failed = 0
-    for key in failure:
-        for n, line in enumerate(_lines(s3_client, bucket, key), start=1):
-            if not line.strip():
-                continue
-            failed += 1
-            if len(failures) < max_failures:
-                failures.append(_parse_failure(line, key[len(folder) :], n))
+    succeeded = sum(1 for key in success for line in _IO.lines(s3_client, bucket, key) if line.strip())
+    failed, failures = _IO.failure_lines(s3_client, bucket, folder, failure, _parse_failure, max_failures)
     outcome = ImportOutcome(
         job_id=job_id,
         output_uri=f"s3://{bucket}/{folder}",
@@ -387,27 +375,8 @@ def import_outcome(
     return outcome
 
 
-def _job_folder(s3_client: S3Client, bucket: str, prefix: str, job_id: str, datastore_id: str | None) -> str:
-    """The job's folder key prefix (ending in "/") under `prefix`, or `prefix` itself if it is that folder."""
-    suffix = f"{FOLDER_MARKER}{job_id}"
-    if prefix.rstrip("/").rsplit("/", 1)[-1].endswith(suffix):
-        return prefix.rstrip("/") + "/"
-    base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    if datastore_id is not None:
-        folder = f"{base}{datastore_id}{suffix}/"
-        if next(_objects(s3_client, bucket, folder, max_keys=1), None) is not None:
-            return folder
-    folders = [p for p in _subfolders(s3_client, bucket, base) if p.rstrip("/").endswith(suffix)]
-    if len(folders) == 1:
-        return folders[0]
-    where = f"s3://{bucket}/{base}"
-    if not folders:
-        raise BackendJobFailed(f"HealthLake import {job_id}: no output folder '*{suffix}/' under {where}")
-    raise BackendJobFailed(f"HealthLake import {job_id}: several output folders under {where}: {folders}")
-
-
 def _read_manifest(s3_client: S3Client, bucket: str, key: str) -> ImportManifest | None:
-    body = _s3_call("GetObject", s3_client.get_object, Bucket=bucket, Key=key)["Body"].read()
+    body = _IO.body(s3_client, bucket, key).read()
     try:
         raw = json.loads(body)
     except ValueError:
@@ -417,12 +386,12 @@ def _read_manifest(s3_client: S3Client, bucket: str, key: str) -> ImportManifest
         log.warning("HealthLake manifest s3://%s/%s is not a JSON object; ignored", bucket, key)
         return None
     return ImportManifest(
-        files_scanned=_int(raw.get("numberOfScannedFiles")),
-        files_imported=_int(raw.get("numberOfFilesImported")),
-        resources_scanned=_int(raw.get("numberOfResourcesScanned")),
-        resources_imported=_int(raw.get("numberOfResourcesImportedSuccessfully")),
-        resources_with_customer_error=_int(raw.get("numberOfResourcesWithCustomerError")),
-        resources_with_server_error=_int(raw.get("numberOfResourcesWithServerError")),
+        files_scanned=as_int(raw.get("numberOfScannedFiles")),
+        files_imported=as_int(raw.get("numberOfFilesImported")),
+        resources_scanned=as_int(raw.get("numberOfResourcesScanned")),
+        resources_imported=as_int(raw.get("numberOfResourcesImportedSuccessfully")),
+        resources_with_customer_error=as_int(raw.get("numberOfResourcesWithCustomerError")),
+        resources_with_server_error=as_int(raw.get("numberOfResourcesWithServerError")),
     )
 
 
@@ -446,13 +415,13 @@ def _parse_failure(line: bytes, file: str, n: int) -> ResourceFailure:
         messages[0] = f"HTTP {status}: {messages[0]}"
     message = "; ".join(messages)
     return ResourceFailure(
-        resource_type=None if is_outcome else _str(record.get("resourceType")),
-        resource_id=None if is_outcome else _str(record.get("resourceId") or record.get("id")),
+        resource_type=None if is_outcome else as_str(record.get("resourceType")),
+        resource_id=None if is_outcome else as_str(record.get("resourceId") or record.get("id")),
         message=message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…",
         status_code=status,
         file=file,
         line=n,
-        input_line=_int(record.get("lineId")),
+        input_line=as_int(record.get("lineId")),
     )
 
 
@@ -468,7 +437,7 @@ def _embedded_outcome(record: dict[str, Any]) -> tuple[dict[str, Any] | None, in
                     blob = json.loads(blob)
                 except ValueError:
                     blob = None
-            return (blob if isinstance(blob, dict) else None), _int(value.get("statusCode"))
+            return (blob if isinstance(blob, dict) else None), as_int(value.get("statusCode"))
     for name in ("operationOutcome", "OperationOutcome", "outcome"):
         if isinstance(record.get(name), dict):
             return record[name], None
@@ -494,89 +463,3 @@ def _issue_messages(outcome: dict[str, Any]) -> list[str]:
 def _plain_errors(record: dict[str, Any]) -> list[str]:
     """Error strings under the usual keys. Only strings: a failed resource's own fields are never read."""
     return [v for k in ("errorMessage", "error", "message") if isinstance(v := record.get(k), str) and v]
-
-
-# ------------------------------------------------------------------------------------------ S3 + calls
-
-
-def _split_s3_uri(uri: str) -> tuple[str, str]:
-    match = _S3_URI.fullmatch(uri)
-    if match is None:
-        raise ValueError(f"not an s3://<bucket>/<key> URI: {uri!r}")
-    return match["bucket"], match["prefix"] or ""
-
-
-def _objects(
-    s3_client: S3Client, bucket: str, prefix: str, max_keys: int = 1000
-) -> Iterator[tuple[str, int]]:
-    paginator = s3_client.get_paginator("list_objects_v2")
-    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": max_keys})
-    for page in _s3_pages("ListObjectsV2", pages):
-        for item in page.get("Contents", []):
-            yield item["Key"], int(item.get("Size", 0))
-
-
-def _subfolders(s3_client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
-    paginator = s3_client.get_paginator("list_objects_v2")
-    for page in _s3_pages("ListObjectsV2", paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")):
-        for item in page.get("CommonPrefixes", []):
-            yield item["Prefix"]
-
-
-def _s3_pages(operation: str, pages: Iterable[Any]) -> Iterator[Any]:
-    try:
-        yield from pages
-    except ClientError as exc:
-        _reraise_transient("S3", operation, exc)
-        raise
-
-
-def _lines(s3_client: S3Client, bucket: str, key: str) -> Iterator[bytes]:
-    body = _s3_call("GetObject", s3_client.get_object, Bucket=bucket, Key=key)["Body"]
-    try:
-        yield from body.iter_lines()
-    except (BotocoreConnectionError, ReadTimeoutError) as exc:
-        raise TransientError(f"S3 GetObject s3://{bucket}/{key}: {type(exc).__name__} (retry later)") from exc
-
-
-def _s3_call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
-    try:
-        return method(**kwargs)
-    except ClientError as exc:
-        _reraise_transient("S3", operation, exc)
-        raise
-    except (BotocoreConnectionError, ReadTimeoutError) as exc:
-        raise TransientError(f"S3 {operation}: {type(exc).__name__} (retry later)") from exc
-
-
-def _call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
-    """Call HealthLake; throttling, service-side and network errors become TransientError."""
-    try:
-        return method(**kwargs)
-    except ClientError as exc:
-        _reraise_transient("HealthLake", operation, exc)
-        raise
-    except (BotocoreConnectionError, ReadTimeoutError) as exc:
-        raise TransientError(f"HealthLake {operation}: {type(exc).__name__} (retry later)") from exc
-
-
-def _reraise_transient(service: str, operation: str, exc: ClientError) -> None:
-    code = exc.response.get("Error", {}).get("Code", "")
-    if code in _TRANSIENT:
-        raise TransientError(f"{service} {operation}: {code} (retry later)") from exc
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

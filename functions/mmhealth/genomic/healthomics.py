@@ -20,15 +20,12 @@ re-delivery of the same keys is unlikely to be mistaken for a retry (pass `not_b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotocoreConnectionError
-
+from mmhealth.backend_io import ServiceIO
 from mmhealth.contracts import JobHandle
-from mmhealth.errors import TransientError
 from mmhealth.storage import TRANSIENT_CODES
 
 if TYPE_CHECKING:
@@ -58,6 +55,7 @@ MAX_CANDIDATES = 20
 
 # HealthOmics' own retryable codes on top of the shared ones: a 500, and the limit on concurrent imports.
 _TRANSIENT = TRANSIENT_CODES | {"InternalServerException", "ServiceQuotaExceededException"}
+_IO = ServiceIO("HealthOmics", _TRANSIENT)
 
 
 def start_variant_import(
@@ -83,7 +81,7 @@ def start_variant_import(
     if existing is not None:
         log.info("adopting HealthOmics import %s for %s (already started)", existing, run_id)
         return JobHandle(backend=BACKEND, job_id=existing)
-    response = _call(
+    response = _IO.call(
         "StartVariantImportJob",
         client.start_variant_import_job,
         destinationName=store_name,
@@ -101,7 +99,7 @@ def job_status(client: OmicsClient, job_id: str) -> tuple[str, list[str]]:
     An unknown status counts as IN_PROGRESS (the poll loop is bounded). Raises TransientError on
     throttling / service errors.
     """
-    job = _call("GetVariantImportJob", client.get_variant_import_job, jobId=job_id)
+    job = _IO.call("GetVariantImportJob", client.get_variant_import_job, jobId=job_id)
     status = job["status"]
     if status in SUCCEEDED:
         return "COMPLETED", []
@@ -133,7 +131,7 @@ def _existing_import(client: OmicsClient, store_name: str, sources: list[str], s
         reverse=True,
     )
     for job in candidates[:MAX_CANDIDATES]:
-        detail = _call("GetVariantImportJob", client.get_variant_import_job, jobId=job["id"])
+        detail = _IO.call("GetVariantImportJob", client.get_variant_import_job, jobId=job["id"])
         if sorted(item["source"] for item in detail["items"]) == sources:
             return str(job["id"])
     return None
@@ -146,21 +144,8 @@ def _import_jobs(client: OmicsClient, store_name: str) -> Iterator[Any]:
         kwargs: dict[str, Any] = {"maxResults": 100, "filter": {"storeName": store_name}}
         if token:
             kwargs["nextToken"] = token
-        page = _call("ListVariantImportJobs", client.list_variant_import_jobs, **kwargs)
+        page = _IO.call("ListVariantImportJobs", client.list_variant_import_jobs, **kwargs)
         yield from page.get("variantImportJobs", [])
         token = page.get("nextToken")
         if not token:
             return
-
-
-def _call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
-    """Call the API; throttling, service-side and network errors become TransientError."""
-    try:
-        return method(**kwargs)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in _TRANSIENT:
-            raise TransientError(f"HealthOmics {operation}: {code} (retry later)") from exc
-        raise
-    except (BotocoreConnectionError, ReadTimeoutError) as exc:
-        raise TransientError(f"HealthOmics {operation}: {type(exc).__name__} (retry later)") from exc

@@ -84,8 +84,30 @@ OPS_QUARANTINE = pa.schema(
     ]
 )
 
+
+# features.radiomics: one row per series x segmented region (the radiomics job's output).
+FEATURES_RADIOMICS = pa.schema(
+    [
+        pa.field("series_uid", pa.string(), nullable=False),
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("study_uid", pa.string()),
+        pa.field("study_date", pa.date32()),
+        pa.field("region_label", pa.int32(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),  # lesion | hippocampus
+        pa.field("voxels", pa.int64(), nullable=False),
+        pa.field("volume_mm3", pa.float64(), nullable=False),
+        pa.field("features", pa.map_(pa.string(), pa.float64())),  # pyradiomics name -> value; null if empty
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("params_version", pa.string(), nullable=False),
+        pa.field("device", pa.string()),
+        pa.field("seconds", pa.float64()),
+        *LINEAGE,
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "genomic.variants": GENOMIC_VARIANTS,
     "genomic.clinvar": GENOMIC_CLINVAR,
     "ops.quarantine": OPS_QUARANTINE,
+    "features.radiomics": FEATURES_RADIOMICS,
 }

@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from mmhealth.clinical.healthlake import (
@@ -27,6 +25,7 @@ from mmhealth.clinical.healthlake import (
 )
 from mmhealth.contracts import JobHandle
 from mmhealth.errors import TransientError
+from tests.unit.backend_fixtures import raises_unretried, service_model, stubbed
 
 DATASTORE = "9f2c4e7a1b3d5f60718293a4b5c6d7e8"
 JOB_ID = "c145fbb27b192af392f8ce6e7838e34f"
@@ -40,10 +39,8 @@ OUTPUT = "s3://mmpipe-lake/healthlake-output/"
 
 @pytest.fixture
 def healthlake() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client("healthlake", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+    with stubbed("healthlake") as pair:
+        yield pair
 
 
 def start_request(**overrides: Any) -> dict[str, Any]:
@@ -162,9 +159,7 @@ def test_the_client_token_is_deterministic_per_run_chunk_and_redrive() -> None:
 
 def test_the_client_token_meets_the_service_model_constraints() -> None:
     # The model's own constraints, so a tightened model fails this test
-    shape = boto3.client("healthlake", region_name="us-east-1").meta.service_model.shape_for(
-        "ClientTokenString"
-    )
+    shape = service_model("healthlake").shape_for("ClientTokenString")
     pattern = re.compile(shape.metadata["pattern"])
     long_run = "a-very-long-delivery-name-with-many-words-in-it-x-" + "0" * 20
 
@@ -178,7 +173,7 @@ def test_the_client_token_meets_the_service_model_constraints() -> None:
 
 
 def test_the_job_name_fits_the_model_and_keeps_the_distinguishing_tail() -> None:
-    shape = boto3.client("healthlake", region_name="us-east-1").meta.service_model.shape_for("JobName")
+    shape = service_model("healthlake").shape_for("JobName")
     long_run = "a-very-long-delivery-name-with-many-words-in-it-x-0a1b2c3d4e5f60718293"
 
     name = import_job_name(long_run, "clinical-0012")
@@ -235,11 +230,8 @@ def test_other_start_errors_propagate_unretried(healthlake: tuple[Any, Stubber],
     client, stubber = healthlake
     stubber.add_client_error("start_fhir_import_job", service_error_code=code, http_status_code=400)
 
-    with pytest.raises(ClientError) as caught:
+    with raises_unretried(code):
         start(client)
-
-    assert not isinstance(caught.value, TransientError)
-    assert caught.value.response["Error"]["Code"] == code
 
 
 # ------------------------------------------------------------------------------------------ status
@@ -260,8 +252,7 @@ STATUS_MAP = {
 
 
 def test_every_status_of_the_service_model_is_mapped() -> None:
-    model = boto3.client("healthlake", region_name="us-east-1").meta.service_model
-    enum = set(model.shape_for("JobStatus").enum)
+    enum = set(service_model("healthlake").shape_for("JobStatus").enum)
 
     assert set(STATUS_MAP) == enum
     assert RUNNING | SUCCEEDED | set(FAILED) == enum
@@ -352,7 +343,5 @@ def test_an_unknown_job_is_not_transient(healthlake: tuple[Any, Stubber]) -> Non
         "describe_fhir_import_job", service_error_code="ResourceNotFoundException", http_status_code=400
     )
 
-    with pytest.raises(ClientError, match="ResourceNotFoundException") as caught:
+    with raises_unretried("ResourceNotFoundException"):
         job_status(client, datastore_id=DATASTORE, job_id=JOB_ID)
-
-    assert not isinstance(caught.value, TransientError)

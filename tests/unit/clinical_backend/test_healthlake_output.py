@@ -13,12 +13,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
+from botocore.config import Config
 
 from mmhealth.clinical.healthlake import ImportManifest, import_outcome, stage_ndjson
-from mmhealth.errors import BackendJobFailed
+from mmhealth.errors import BackendJobFailed, TransientError
+from tests.unit.backend_fixtures import BUCKET, moto_bucket, ndjson, put, stubbed
 
-BUCKET = "mmpipe-lake"
 DATASTORE = "9f2c4e7a1b3d5f60718293a4b5c6d7e8"
 JOB_ID = "c145fbb27b192af392f8ce6e7838e34f"
 OTHER_JOB = "0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f6"
@@ -31,18 +31,8 @@ SECRET_NAME = "Wilhelmina Okonkwo-Barrett"
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with moto_bucket() as client:
         yield client
-
-
-def put(s3: Any, key: str, body: str | bytes) -> None:
-    s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body)
-
-
-def ndjson(*records: dict[str, Any]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in records)
 
 
 def manifest(scanned: int, imported: int, customer_errors: int, server_errors: int = 0) -> str:
@@ -377,3 +367,23 @@ def test_an_unreadable_manifest_is_left_out(s3: Any) -> None:
     outcome = import_outcome(s3, OUTPUT, JOB_ID)
 
     assert (outcome.succeeded, outcome.manifest, outcome.clean) == (1, None, True)
+
+
+def test_s3_throttling_and_an_unreachable_s3_are_transient() -> None:
+    # Given S3 throttling the listing of the output folder
+    with stubbed("s3") as (s3, stubber):
+        stubber.add_client_error("list_objects_v2", service_error_code="SlowDown", http_status_code=503)
+
+        # When / Then the state machine gets a TransientError to retry on
+        with pytest.raises(TransientError, match="S3 ListObjectsV2: SlowDown"):
+            import_outcome(s3, OUTPUT, JOB_ID, datastore_id=DATASTORE)
+
+    # and likewise when S3 cannot be reached at all (nothing listens on port 9)
+    unreachable = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
+    )
+    with pytest.raises(TransientError, match="S3 ListObjectsV2: EndpointConnectionError"):
+        import_outcome(unreachable, OUTPUT, JOB_ID)
