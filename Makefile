@@ -36,8 +36,8 @@ $(FHIR_EXAMPLES):
 fhir-examples: $(FHIR_EXAMPLES) ## Fetch the FHIR R4 specification's examples (npm registry) for the tests
 
 lint: $(STAMP) ## ruff (lint + format check)
-	$(BIN)/ruff check functions devtools tests bench
-	$(BIN)/ruff format --check functions devtools tests bench
+	$(BIN)/ruff check functions devtools containers tests bench
+	$(BIN)/ruff format --check functions devtools containers tests bench
 
 typecheck: $(STAMP) ## mypy over the Lambda package and the dev tooling
 	$(BIN)/mypy
@@ -69,6 +69,7 @@ bench: $(STAMP) ## Benchmarks (not tests): VCF readers, genomic ingest of 889 VC
 	$(BIN)/python bench/genomic_ingest.py --vcfs 889 --out out/bench
 	$(BIN)/python bench/fhir_flatten.py --out out/bench/fhir_flatten.json
 	PYTHONPATH=. $(BIN)/python bench/clinical_features.py
+	$(BIN)/python bench/radiomics.py --out out/bench/radiomics.json
 
 clean: ## Remove generated output and the virtualenv
 	rm -rf out $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -16,7 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from mmhealth.classify import SNIFF_BYTES, classify
-from mmhealth.contracts import ChunkRef, ChunkStatus, JobHandle, ManifestFile, RunConfig, RunPaths, S3Object
+from mmhealth.contracts import (
+    CatalogResult,
+    ChunkRef,
+    ChunkStatus,
+    JobHandle,
+    ManifestFile,
+    RadiomicsRun,
+    RunConfig,
+    RunPaths,
+    S3Object,
+    TableCommit,
+)
+from mmhealth.imaging.radiomics import job_name
 from mmhealth.ingest import run_id_for
 from mmpipe.lambda_events import s3_notification, sqs_event
 
@@ -51,7 +63,7 @@ def build_events() -> dict[str, Any]:
     counts = {m: sum(1 for f in files if _modality(f) == m) for m in ("genomic", "clinical", "imaging")}
     chunks = {
         m: ChunkRef(run_id=run_id, modality=m, chunk_id=f"{m}-0000", key=paths.chunk(m, 0), files=counts[m])
-        for m in ("genomic", "clinical")
+        for m in ("genomic", "clinical", "imaging")
     }
 
     def import_event(modality: str) -> dict[str, Any]:
@@ -65,6 +77,7 @@ def build_events() -> dict[str, Any]:
         return {
             "run_id": run_id,
             "modality": modality,
+            "config": config.model_dump(),
             "chunks": [{"chunk_id": f"{modality}-0000", "status": "COMPLETED", "rows": 0, "quarantined": 0}],
         }
 
@@ -105,6 +118,26 @@ def build_events() -> dict[str, Any]:
             ],
         },
     ]
+    imaging_catalogued = CatalogResult(
+        run_id=run_id,
+        modality="imaging",
+        quarantined=0,
+        commits=[
+            TableCommit(table="imaging.instances", rows_added=6, snapshot_id=4),
+            TableCommit(table="imaging.series", rows_added=1, snapshot_id=5),
+        ],
+    )
+    branches.append(imaging_catalogued.model_dump())
+    radiomics = RadiomicsRun(
+        run_id=run_id,
+        status="IN_PROGRESS",
+        config=config,
+        catalog=imaging_catalogued,
+        series=1,
+        job=JobHandle(backend="sagemaker", job_id=job_name(run_id)),
+        wait_seconds=5,
+        output_uri=f"s3://{LAKE}/radiomics/{run_id}/output/",
+    )
     polled = ChunkStatus(
         chunk=chunks["genomic"],
         status="IN_PROGRESS",
@@ -135,6 +168,22 @@ def build_events() -> dict[str, Any]:
             }
         ).model_dump(),
         "clinical_catalog": catalog_event("clinical"),
+        "imaging_import": import_event("imaging"),
+        "imaging_poll": polled.model_copy(
+            update={
+                "chunk": chunks["imaging"],
+                "job": JobHandle(backend="healthimaging", job_id="9f1e6a4c2b3d4e5f60718293a4b5c6d7"),
+                "config": RunConfig(poll_seconds=5, imaging_backend="healthimaging"),
+            }
+        ).model_dump(),
+        "imaging_catalog": catalog_event("imaging"),
+        "radiomics_start": {
+            "run_id": run_id,
+            "config": config.model_dump(),
+            "catalog": imaging_catalogued.model_dump(),
+        },
+        "radiomics_poll": radiomics.model_dump(),
+        "radiomics_catalog": radiomics.model_copy(update={"status": "COMPLETED", "attempt": 3}).model_dump(),
         "features": {"run_id": run_id, "modalities": branches},
         "chunk_failure": {
             "chunk": chunks["genomic"].model_dump(),
@@ -158,6 +207,47 @@ def _modality(file: ManifestFile) -> str | None:
     from mmhealth.contracts import KIND_TO_MODALITY
 
     return KIND_TO_MODALITY.get(file.kind)
+
+
+def write_sample_series(folder: Path) -> list[Path]:
+    """tests/data/delivery/imaging/: pt-0001's small brain MR series (6 axial 16 x 16 slices, 5 mm apart,
+    files numbered in reverse slice order), deterministic, written once and checked in."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    study, series, frame = (
+        generate_uid(entropy_srcs=["mmpipe-sample", part]) for part in ("study", "series", "for")
+    )
+    yy, xx = np.mgrid[0:16, 0:16]
+    paths = []
+    for k in range(6):
+        sop = generate_uid(entropy_srcs=["mmpipe-sample", "sop", str(k)])
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, sop
+        meta.TransferSyntaxUID, meta.ImplementationClassUID = (
+            ExplicitVRLittleEndian,
+            PYDICOM_IMPLEMENTATION_UID,
+        )
+        ds = FileDataset("", Dataset(), file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, sop, "MR"
+        ds.PatientID, ds.PatientName, ds.StudyDate = "pt-0001", "Testperson^Alexandra", "20160601"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.SeriesDescription, ds.BodyPartExamined, ds.InstanceNumber = "AX T2 FLAIR", "BRAIN", k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-40.0, -40.0, -12.5 + 5.0 * k]
+        ds.PixelSpacing, ds.SliceThickness = [5.0, 5.0], 5.0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows = ds.Columns = 16
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        head = ((yy - 7.5) ** 2 + (xx - 7.5) ** 2 < 36).astype(np.uint16) * (400 + 20 * k)
+        ds.PixelData = head.astype("<u2").tobytes()
+        path = folder / f"{6 - k:04d}.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
 
 
 def main() -> None:

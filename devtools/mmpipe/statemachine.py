@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 # Modalities with a branch in the state machine, and the prefix of their functions' logical ids.
-BRANCHES: dict[str, str] = {"genomic": "Genomic", "clinical": "Clinical"}
+BRANCHES: dict[str, str] = {"genomic": "Genomic", "clinical": "Clinical", "imaging": "Imaging"}
 ALL_MODALITIES = ("genomic", "clinical", "imaging")
 
 TRANSIENT_ERRORS = [
@@ -127,7 +127,12 @@ def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
             },
             f"Catalog{p}": _invoke(
                 f"{p}Catalog",
-                payload={"run_id.$": "$.run_id", "modality": m, "chunks.$": f"$.{m}_chunks"},
+                payload={
+                    "run_id.$": "$.run_id",
+                    "modality": m,
+                    "config.$": "$.config",
+                    "chunks.$": f"$.{m}_chunks",
+                },
                 Comment=f"Commits all staged {m} parts of the run to Iceberg in one transaction (idempotent per run)",
                 Catch=_catch(f"{p}Failed"),
                 End=True,
@@ -140,6 +145,48 @@ def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def imaging_branch() -> dict[str, Any]:
+    """The imaging branch: the common shape, then the radiomics job (start -> Wait/Poll loop -> catalog).
+
+    The imaging catalog result is kept (ResultPath) and carried through the job's loop, so the branch ends,
+    like the others, with one result for the modality (CatalogRadiomics merges the two).
+    """
+    branch = modality_branch("imaging", "Imaging")
+    states = branch["States"]
+    catalog = states["CatalogImaging"]
+    del catalog["End"], catalog["OutputPath"]
+    catalog.update(ResultSelector={"result.$": "$.Payload"}, ResultPath="$.catalog", Next="StartRadiomics")
+    failed = _catch("ImagingFailed")
+    states.update(
+        {
+            "StartRadiomics": _invoke(
+                "RadiomicsStart",
+                payload={"run_id.$": "$.run_id", "config.$": "$.config", "catalog.$": "$.catalog.result"},
+                Comment="Writes one manifest per consistent series and starts the MONAI + pyradiomics job "
+                "(SageMaker Processing or AWS Batch)",
+                Next="RadiomicsFinished",
+                Catch=failed,
+            ),
+            "RadiomicsFinished": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.status", "StringEquals": "IN_PROGRESS", "Next": "WaitForRadiomics"}
+                ],
+                "Default": "CatalogRadiomics",
+            },
+            "WaitForRadiomics": {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "PollRadiomics"},
+            "PollRadiomics": _invoke("RadiomicsPoll", Next="RadiomicsFinished", Catch=failed),
+            "CatalogRadiomics": _invoke(
+                "RadiomicsCatalog",
+                Comment="Commits features.radiomics; series the job could not process are quarantined",
+                Catch=failed,
+                End=True,
+            ),
+        }
+    )
+    return branch
 
 
 def _notify(subject: str, message: str, next_state: str) -> dict[str, Any]:
@@ -194,7 +241,9 @@ def pipeline_definition() -> dict[str, Any]:
             "IngestModalities": {
                 "Type": "Parallel",
                 "Comment": "One branch per modality; a branch with no files is skipped",
-                "Branches": [modality_branch(m, p) for m, p in BRANCHES.items()],
+                "Branches": [
+                    imaging_branch() if m == "imaging" else modality_branch(m, p) for m, p in BRANCHES.items()
+                ],
                 "ResultPath": "$.modalities",
                 "Next": "BuildFeatures",
                 "Catch": _catch("NotifyFailure"),

@@ -114,6 +114,8 @@ class RunConfig(_Model):
     clinical_backend: Literal["lakehouse", "healthlake"] = "lakehouse"
     imaging_backend: Literal["lakehouse", "healthimaging"] = "lakehouse"
     radiomics: bool = True  # run the radiomics job after the imaging catalog step
+    # An inconsistent DICOM series is quarantined only once no instance of it has arrived for this long.
+    series_stable_seconds: int = Field(default=900, ge=0, le=7 * 86400)
 
 
 class JobHandle(_Model):
@@ -138,6 +140,7 @@ class CatalogResult(_Model):
     modality: Modality
     commits: list[TableCommit]
     quarantined: int
+    pending: int = 0  # imaging: inconsistent series not yet stable (judged again by a later run)
 
 
 class PolledJob(_Model):

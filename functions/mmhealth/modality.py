@@ -8,7 +8,7 @@ commit are here, once.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +26,7 @@ from mmhealth.contracts import (
     RunConfig,
     RunManifest,
     RunPaths,
+    S3Object,
     TableCommit,
 )
 from mmhealth.errors import InvalidInputError
@@ -148,53 +149,34 @@ def discard_chunk(ref: ChunkRef, stage: str, error: str, cause: str) -> ChunkSta
 
 @dataclass(frozen=True)
 class FileGroupProblem:
-    """Files that are fine one by one but wrong together (an inconsistent DICOM series): each is quarantined."""
+    """Files that are fine one by one but wrong together (an inconsistent DICOM series)."""
 
     object_ids: tuple[str, ...]
     reason: str
     detail: str
 
 
-@dataclass(frozen=True)
-class Derived:
-    """What a modality's `derive` step makes of the run's staged tables: the tables to commit, and the
-    groups of files to quarantine (whether their rows are committed is the modality's decision)."""
-
-    tables: Mapping[str, pa.Table]
-    problems: Sequence[FileGroupProblem] = ()
-
-
-# (run id, staged tables by name) -> Derived. For checks and tables that need the whole run at once.
-Derive = Callable[[str, Mapping[str, pa.Table]], Derived]
-
-
-@tracer.capture_method
-def catalog_run(
-    run_id: str,
-    modality: Modality,
-    owners: Mapping[str, OwnedBy],
-    quarantined: int,
-    derive: Derive | None = None,
-) -> CatalogResult:
-    """Commit every staged part of this run and modality: one atomic, run-tagged commit per table.
-
-    `derive`, when given, sees all staged tables first and returns the tables to commit (it may add
-    tables, e.g. a per-series summary, or leave rows out); the files of its problems are quarantined.
-    """
+def read_staged(run_id: str, modality: Modality, names: Iterable[str]) -> dict[str, pa.Table]:
+    """Every staged part of this run, per table (tables without parts are absent)."""
     lake = settings().lake_bucket
     paths = RunPaths(run_id)
     staged: dict[str, pa.Table] = {}
-    for name in owners:
+    for name in names:
         keys = sorted(storage.list_keys(lake, paths.staging_prefix(modality, name)))
         if keys:
             staged[name] = pa.concat_tables(
                 [storage.read_parquet(lake, k) for k in keys], promote_options="default"
             )
-    derived = derive(run_id, staged) if derive is not None else Derived(staged)
-    quarantined += quarantine_groups(run_id, modality, derived.problems)
+    return staged
+
+
+def commit_tables(
+    run_id: str, modality: Modality, owners: Mapping[str, OwnedBy], tables: Mapping[str, pa.Table]
+) -> list[TableCommit]:
+    """One atomic, run-tagged commit per non-empty table, in `owners` order."""
     commits: list[TableCommit] = []
     for name, owned_by in owners.items():
-        rows = derived.tables.get(name)
+        rows = tables.get(name)
         if rows is None or rows.num_rows == 0:
             continue
         commit = replace_rows(name, rows, run_id, owned_by)
@@ -203,6 +185,15 @@ def catalog_run(
             name=f"{modality.capitalize()}RowsCommitted", unit=MetricUnit.Count, value=commit.rows_added
         )
         logger.info("table committed", extra=commit.model_dump())
+    return commits
+
+
+@tracer.capture_method
+def catalog_run(
+    run_id: str, modality: Modality, owners: Mapping[str, OwnedBy], quarantined: int
+) -> CatalogResult:
+    """Commit every staged part of this run and modality: one atomic, run-tagged commit per table."""
+    commits = commit_tables(run_id, modality, owners, read_staged(run_id, modality, owners))
     return CatalogResult(run_id=run_id, modality=modality, commits=commits, quarantined=quarantined)
 
 
@@ -210,19 +201,29 @@ def quarantine_groups(run_id: str, modality: Modality, problems: Sequence[FileGr
     """One quarantine record per file of this run in every group; returns how many files that was."""
     if not problems:
         return 0
-    lake = settings().lake_bucket
     files = {f.object.object_id: f.object for f in run_files(run_id, modality)}
-    count = 0
-    for group in problems:
-        for object_id in group.object_ids:
-            obj = files.get(object_id)
-            if obj is None:  # staged by an earlier run of the same delivery: nothing of this run to point at
-                continue
-            quarantine.record(
-                lake, run_id, obj, modality=modality, stage="catalog", reason=group.reason, detail=group.detail
-            )
-            count += 1
-    return count
+    return sum(
+        quarantine_objects(run_id, modality, [files[o] for o in group.object_ids if o in files], group)
+        for group in problems
+    )
+
+
+def quarantine_objects(
+    run_id: str, modality: Modality, objects: Sequence[S3Object], problem: FileGroupProblem
+) -> int:
+    """One catalog-stage quarantine record per object, with the group's reason; returns the count."""
+    lake = settings().lake_bucket
+    for obj in objects:
+        quarantine.record(
+            lake,
+            run_id,
+            obj,
+            modality=modality,
+            stage="catalog",
+            reason=problem.reason,
+            detail=problem.detail,
+        )
+    return len(objects)
 
 
 def run_files(run_id: str, modality: Modality) -> list[ManifestFile]:

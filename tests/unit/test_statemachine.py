@@ -41,3 +41,29 @@ def test_every_placeholder_has_a_substitution_and_every_function_is_invoked() ->
         if "LambdaInvokePolicy" in p
     }
     assert allowed == invoked
+
+
+def test_the_imaging_branch_is_the_common_shape_then_the_radiomics_job() -> None:
+    from mmpipe.statemachine import imaging_branch
+
+    common = modality_branch("imaging", "Imaging")["States"]
+    imaging = imaging_branch()["States"]
+    # Every common state is there unchanged, except the catalog step, which now keeps its result and
+    # hands over to the radiomics job instead of ending the branch
+    assert {k: v for k, v in imaging.items() if k in common and k != "CatalogImaging"} == {
+        k: v for k, v in common.items() if k != "CatalogImaging"
+    }
+    assert imaging["CatalogImaging"]["Next"] == "StartRadiomics"
+    assert imaging["CatalogImaging"]["ResultPath"] == "$.catalog"
+    tail = set(imaging) - set(common)
+    assert tail == {
+        "StartRadiomics",
+        "RadiomicsFinished",
+        "WaitForRadiomics",
+        "PollRadiomics",
+        "CatalogRadiomics",
+    }
+    assert imaging["CatalogRadiomics"]["End"] is True
+    # And a job failure fails the branch with its cause, as every other failure in the branch does
+    for state in ("StartRadiomics", "PollRadiomics", "CatalogRadiomics"):
+        assert imaging[state]["Catch"][0]["Next"] == "ImagingFailed"

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,6 +41,7 @@ from mmpipe.local.invoker import (
     load_function_specs,
     register_invoke_hook,
 )
+from mmpipe.local.jobs import LocalJobs, register_job_hooks
 from mmpipe.local.process_env import ProcessEnvironment, merge_function_environments, sdk_variables
 from mmpipe.local.reconcile import LOCALLY_CREATED_TYPES, RESOLVED_TYPES, reconcile
 from mmpipe.local.server import MotoServer, process_server
@@ -82,6 +85,7 @@ class LocalRuntime:
         failure_visibility_timeout: int | None = 1,
         enforce_timeouts: bool = False,
         server: MotoServer | None = None,
+        job_workers: int = 2,
     ) -> None:
         self.template_path = Path(template_path)
         self.parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
@@ -95,6 +99,8 @@ class LocalRuntime:
         self._clients: AwsClients | None = None
         self._stack: LocalStack | None = None
         self._invoker: LambdaInvoker | None = None
+        self._jobs: LocalJobs | None = None
+        self._job_workers = job_workers
         self._pollers: list[SqsPoller] = []
         self._inboxes: list[TopicInbox] = []
         self._batches: list[BatchOutcome] = []
@@ -141,6 +147,7 @@ class LocalRuntime:
         # Before any session is created: the sessions created from now on answer Invoke in-process.
         register_invoke_hook()
         register_glue_locking_hook()
+        register_job_hooks()
         clients = self._clients = AwsClients(server.endpoint_url)
 
         stack = self._stack = deploy_stack(
@@ -164,6 +171,13 @@ class LocalRuntime:
             functions, self._overrides, enforce_timeouts=self._enforce_timeouts
         )
         invoker.install()
+        # SageMaker Processing / Batch jobs (the radiomics job) run as local subprocesses.
+        jobs = self._jobs = LocalJobs(
+            self.template_path.parent / "containers" / "radiomics",
+            Path(tempfile.mkdtemp(prefix="mmpipe-jobs-")),
+            workers=self._job_workers,
+        )
+        jobs.install()
         # moto's Step Functions engine calls boto3.client() from its worker threads; creating the default
         # session and loading the models once here avoids racing on the (not thread-safe) session.
         boto3.client("lambda")
@@ -192,6 +206,11 @@ class LocalRuntime:
         if self._invoker is not None:
             self._invoker.uninstall()
             self._invoker = None
+        if self._jobs is not None:
+            self._jobs.uninstall()
+            self._jobs.wait(60)
+            shutil.rmtree(self._jobs.workdir, ignore_errors=True)
+            self._jobs = None
         self._inboxes.clear()
         if self._server is not None and self._server.running:
             with contextlib.suppress(Exception):

@@ -56,9 +56,7 @@ def poll_handler(look: Callable[[P], P], model: type[P] = ChunkStatus) -> Handle
     return lambda_handler
 
 
-def catalog_handler(
-    name: Modality, owners: Mapping[str, modality.OwnedBy], derive: modality.Derive | None = None
-) -> Handler:
+def catalog_handler(name: Modality, owners: Mapping[str, modality.OwnedBy]) -> Handler:
     """Catalog: commit every staged part of the run for this modality, one commit per table."""
 
     @logger.inject_lambda_context(correlation_id_path="run_id")
@@ -66,6 +64,6 @@ def catalog_handler(
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         quarantined = sum(int(c.get("quarantined", 0)) for c in event.get("chunks", []))
-        return modality.catalog_run(event["run_id"], name, owners, quarantined, derive).model_dump()
+        return modality.catalog_run(event["run_id"], name, owners, quarantined).model_dump()
 
     return lambda_handler

@@ -14,7 +14,12 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+    ValidationException,
+)
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 
@@ -22,6 +27,7 @@ from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import TableCommit
 from mmhealth.errors import TransientError
 from mmhealth.features.clinical import FEATURE_TABLES
+from mmhealth.imaging.schemas import IMAGING_TABLES
 from mmhealth.lakehouse.schemas import TABLES
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -30,6 +36,7 @@ RUN_PROPERTY = "mmpipe.run_id"
 SCHEMAS = {
     **TABLES,
     **CLINICAL_TABLES,
+    **IMAGING_TABLES,
     **FEATURE_TABLES,
 }  # every table the pipeline writes, by "<namespace>.<table>"
 COMMIT_ATTEMPTS = 5
@@ -116,7 +123,10 @@ def replace_rows(
                 tx.overwrite(
                     rows, overwrite_filter=owned_by(rows), snapshot_properties={RUN_PROPERTY: run_id}
                 )
-        except CommitFailedException as exc:
+        except (CommitFailedException, ValidationException) as exc:
+            # ValidationException: another run committed files that may hold rows our overwrite filter
+            # selects (pyiceberg judges by file metrics, so overlapping value ranges are enough). Our rows
+            # do not depend on theirs, so the overwrite is redone on the new snapshot.
             logger.warning("iceberg commit conflict; retrying", extra={"table": name, "attempt": attempt})
             if attempt == COMMIT_ATTEMPTS:
                 raise TransientError(f"{name}: commit conflict after {attempt} attempts: {exc}") from exc
@@ -146,13 +156,25 @@ def _row_count(table: Table) -> int:
     return int(snapshot.summary.get("total-records", "0"))
 
 
+def snapshot_id(name: str, catalog: Catalog | None = None) -> int | None:
+    """The table's current snapshot id; None when the table or a snapshot does not exist yet."""
+    catalog = catalog or lakehouse_catalog()
+    try:
+        snapshot = catalog.load_table(glue_identifier(name)).current_snapshot()
+    except NoSuchTableError:
+        return None
+    return snapshot.snapshot_id if snapshot else None
+
+
 def read_table(
     name: str,
     catalog: Catalog | None = None,
     columns: Sequence[str] | None = None,
     row_filter: BooleanExpression | None = None,
+    at_snapshot: int | None = None,
 ) -> pa.Table | None:
-    """The table (or just `columns`, or the rows `row_filter` selects) as Arrow; None when it does not exist."""
+    """The table (or just `columns`, or the rows `row_filter` selects, as of `at_snapshot` when given) as
+    Arrow; None when it does not exist."""
     catalog = catalog or lakehouse_catalog()
     try:
         table = catalog.load_table(glue_identifier(name))
@@ -160,4 +182,7 @@ def read_table(
         return None
     present = table.schema().column_names
     selected = tuple(c for c in columns if c in present) if columns is not None else ("*",)
-    return table.scan(row_filter=row_filter or AlwaysTrue(), selected_fields=selected).to_arrow()
+    scan = table.scan(
+        row_filter=row_filter or AlwaysTrue(), selected_fields=selected, snapshot_id=at_snapshot
+    )
+    return scan.to_arrow()

@@ -67,7 +67,7 @@ def dev_account(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Simple
         local = DATA / key.split("/", 2)[2]
         aws.s3.put_object(Bucket=landing, Key=key, Body=local.read_bytes())
     glue = boto3.client("glue", endpoint_url=aws.endpoint)
-    for namespace in ("genomic", "clinical", "features", "ops"):
+    for namespace in ("genomic", "clinical", "imaging", "features", "ops"):
         glue.create_database(DatabaseInput={"Name": f"mmpipe_dev_{namespace}"})
     monkeypatch.setenv("LAKE_BUCKET", lake)
     monkeypatch.setenv("GLUE_DATABASE_PREFIX", "mmpipe_dev_")
@@ -89,10 +89,11 @@ def test_the_event_chain_runs_through_every_handler(
 
     prepared = _invoke(handlers["prepare"], _event("prepare"), lambda_context)
     files = {m: prepared[m]["files"] for m in ("genomic", "clinical", "imaging")}
-    assert files == {"genomic": 3, "clinical": 2, "imaging": 0}
+    assert files == {"genomic": 3, "clinical": 2, "imaging": 6}
     assert (prepared["unknown"], prepared["config"]["poll_seconds"]) == (1, 5)
     assert prepared["genomic"]["chunks"][0] == _event("genomic_import")["chunk"]
     assert prepared["clinical"]["chunks"][0] == _event("clinical_import")["chunk"]
+    assert prepared["imaging"]["chunks"][0] == _event("imaging_import")["chunk"]
 
     imported = _invoke(handlers["genomic_import"], _event("genomic_import"), lambda_context)
     assert (imported["status"], imported["parts"], imported["rows"], imported["quarantined"]) == (
@@ -118,6 +119,20 @@ def test_the_event_chain_runs_through_every_handler(
         "clinical.condition": 1,
     }
 
+    # imaging: one 6-slice series of pt-0001, indexed and summarised
+    imported = _invoke(handlers["imaging_import"], _event("imaging_import"), lambda_context)
+    assert (imported["status"], imported["rows"], imported["quarantined"]) == ("COMPLETED", 6, 0)
+    catalogued = _invoke(handlers["imaging_catalog"], _event("imaging_catalog"), lambda_context)
+    assert {c["table"]: c["rows_added"] for c in catalogued["commits"]} == {
+        "imaging.instances": 6,
+        "imaging.series": 1,
+    }
+
+    # radiomics: the job is started on SageMaker (Stubber: the real service model checks the request),
+    # polled, and its output (one series, as the job writes it) committed to features.radiomics
+    run = _radiomics_chain(handlers, dev_account, lambda_context, monkeypatch)
+    assert {c["table"]: c["rows_added"] for c in run["commits"]}["features.radiomics"] == 2
+
     features = _invoke(handlers["features"], _event("features"), lambda_context)
     assert features["patients"] == 2
     assert features["prevalence"]["hypertension"]["positives"] == 1
@@ -129,6 +144,77 @@ def test_the_event_chain_runs_through_every_handler(
 
     failed = _invoke(handlers["chunk_failure"], _event("chunk_failure"), lambda_context)
     assert (failed["status"], failed["quarantined"]) == ("FAILED", 3)
+
+
+def _radiomics_chain(
+    handlers: dict[str, str], account: SimpleNamespace, context: Any, monkeypatch: Any
+) -> Any:
+    """radiomics_start -> radiomics_poll -> radiomics_catalog, SageMaker stubbed, the job's output emulated."""
+    start = _event("radiomics_start")
+    run_id = start["run_id"]
+    job = _event("radiomics_poll")["job"]["job_id"]
+    monkeypatch.setenv(
+        "RADIOMICS_IMAGE_URI", "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmpipe-radiomics:1"
+    )
+    monkeypatch.setenv("RADIOMICS_ROLE_ARN", "arn:aws:iam::123456789012:role/mmpipe-dev-RadiomicsJobRole")
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(sagemaker)
+    stubber.add_response(
+        "create_processing_job",
+        {"ProcessingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job}"},
+    )
+    described = {
+        "ProcessingJobName": job,
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.g4dn.xlarge", "VolumeSizeInGB": 30}
+        },
+        "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmpipe-radiomics:1"},
+        "ProcessingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job}",
+        "ProcessingJobStatus": "InProgress",
+        "CreationTime": "2026-11-21T09:31:00Z",
+    }
+    stubber.add_response("describe_processing_job", described, {"ProcessingJobName": job})
+    real_client = storage.client
+    monkeypatch.setattr(storage, "client", lambda s: sagemaker if s == "sagemaker" else real_client(s))
+    with stubber:
+        started = _invoke(handlers["radiomics_start"], start, context)
+        polled = _invoke(handlers["radiomics_poll"], started, context)
+    stubber.assert_no_pending_responses()
+    assert (started["status"], started["series"], started["job"]) == (
+        "IN_PROGRESS",
+        1,
+        {"backend": "sagemaker", "job_id": job},
+    )
+    manifest_keys = list(storage.list_keys(account.lake_dev, f"radiomics/{run_id}/manifests/"))
+    manifest = storage.read_json(account.lake_dev, manifest_keys[0])
+    assert (manifest["patient_id"], len(manifest["instances"])) == ("pt-0001", 6)
+    assert (polled["status"], polled["attempt"]) == ("IN_PROGRESS", 1)
+    result = {
+        "series_uid": manifest["series_uid"],
+        "patient_id": "pt-0001",
+        "study_uid": manifest["study_uid"],
+        "study_date": manifest["study_date"],
+        "status": "ok",
+        "error": None,
+        "model_version": "segmenter-v1.pt:c6c940444393",
+        "params_version": "radiomics-v1.yaml:0123456789ab",
+        "device": "cuda",
+        "seconds": {"load": 0.1, "segment": 0.2, "extract": 0.5, "total": 0.8},
+        "regions": [
+            {"label": 1, "name": "lesion", "voxels": 0, "volume_mm3": 0.0, "features": None},
+            {
+                "label": 2,
+                "name": "hippocampus",
+                "voxels": 12,
+                "volume_mm3": 1500.0,
+                "features": {"original_shape_VoxelVolume": 1500.0, "original_firstorder_Mean": 402.5},
+            },
+        ],
+    }
+    key = f"radiomics/{run_id}/output/features/{manifest['series_uid']}.json"
+    storage.write_json(account.lake_dev, key, result)
+    catalog = {**polled, "status": "COMPLETED"}
+    return _invoke(handlers["radiomics_catalog"], catalog, context)
 
 
 def test_the_poll_event_reads_the_healthomics_job(

@@ -1,0 +1,159 @@
+"""The segmenter: a MONAI 3-D UNet (background, lesion, hippocampus) at the series' native voxel grid.
+
+Preprocessing (the same in training and inference, `prepare`):
+1. intensity: divide by the median of the voxels brighter than the volume mean (the head), so tissue is
+   about 1 whatever the scanner's units, then clip to [0, 4];
+2. shape: zero-pad each axis (slice, row, col) symmetrically to a multiple of 16 (the network halves each
+   axis four times), and the slice axis to at least 32, so a 20-28 slice, 64 x 64 series is 32 x 64 x 64.
+No resampling: the network sees the acquired voxels (about 1 mm in-plane, 3-6 mm between slices) and the
+predicted label map has exactly the assembled volume's geometry. Prediction is the argmax of the logits,
+cropped back to the volume. A constant volume (e.g. all zeros) is not passed to the network: its label map
+is empty.
+
+The weights file is a `torch.save` dict {"format", "architecture", "preprocessing", "labels", "state_dict"}
+loaded with `weights_only=True` (no pickled code runs). model_version = file name + ":" + sha256[:12].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from monai.networks.nets.unet import UNet
+
+from radiomics_job.storage import file_version
+
+CHECKPOINT_FORMAT = 1
+ARCHITECTURE: dict[str, Any] = {
+    "name": "monai.networks.nets.UNet",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "channels": [8, 16, 32, 64, 128],
+    "strides": [2, 2, 2, 2],
+    "num_res_units": 1,
+    "norm": "instance",
+}
+PREPROCESSING: dict[str, Any] = {
+    "grid": "native voxel grid, no resampling; array order (slice, row, col)",
+    "intensity": "divide by the median of voxels above the volume mean, clip to [0, 4]",
+    "pad_multiple": 16,
+    "min_slices": 32,
+    "padding": "zeros, symmetric (the extra voxel at the end)",
+}
+LABELS = {"0": "background", "1": "lesion", "2": "hippocampus"}
+
+FloatVolume = npt.NDArray[np.float32]
+LabelVolume = npt.NDArray[np.uint8]
+
+
+def normalise(volume: npt.NDArray[Any]) -> FloatVolume:
+    """Scale intensities so the head's median is 1 (see module docstring); deterministic."""
+    values = volume.astype(np.float32)
+    head = values[values > values.mean()]
+    scale = float(np.median(head)) if head.size else 0.0
+    if scale <= 0:
+        return np.zeros_like(values)
+    return np.clip(values / scale, 0.0, 4.0).astype(np.float32)
+
+
+def padded_shape(shape: tuple[int, ...], multiple: int, min_slices: int) -> tuple[int, int, int]:
+    padded = [-(-size // multiple) * multiple for size in shape]
+    padded[0] = max(padded[0], -(-min_slices // multiple) * multiple)
+    return (padded[0], padded[1], padded[2])
+
+
+def pad_slices(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[slice, slice, slice]:
+    """Where a volume of `shape` sits inside the zero-padded `target` (symmetric padding)."""
+    starts = [(t - s) // 2 for s, t in zip(shape, target, strict=True)]
+    return (
+        slice(starts[0], starts[0] + shape[0]),
+        slice(starts[1], starts[1] + shape[1]),
+        slice(starts[2], starts[2] + shape[2]),
+    )
+
+
+def pad(volume: npt.NDArray[Any], target: tuple[int, ...]) -> npt.NDArray[Any]:
+    out = np.zeros(target, dtype=volume.dtype)
+    out[pad_slices(volume.shape, target)] = volume
+    return out
+
+
+def prepare(volume: npt.NDArray[Any], preprocessing: dict[str, Any] | None = None) -> FloatVolume:
+    """The network input for one (slice, row, col) volume: normalised and padded."""
+    settings = preprocessing or PREPROCESSING
+    target = padded_shape(volume.shape, int(settings["pad_multiple"]), int(settings["min_slices"]))
+    return pad(normalise(volume), target)
+
+
+def build_network(architecture: dict[str, Any]) -> UNet:
+    return UNet(
+        spatial_dims=int(architecture["spatial_dims"]),
+        in_channels=int(architecture["in_channels"]),
+        out_channels=int(architecture["out_channels"]),
+        channels=tuple(int(c) for c in architecture["channels"]),
+        strides=tuple(int(s) for s in architecture["strides"]),
+        num_res_units=int(architecture["num_res_units"]),
+        norm=str(architecture["norm"]),
+    )
+
+
+def save_weights(path: Path, network: torch.nn.Module) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "architecture": ARCHITECTURE,
+            "preprocessing": PREPROCESSING,
+            "labels": LABELS,
+            "state_dict": state,
+        },
+        path,
+    )
+
+
+def resolve_device(requested: str) -> torch.device:
+    """auto -> cuda when available, else cpu; cuda without a GPU is a ValueError."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA device")
+    if requested not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {requested!r}")
+    return torch.device(requested)
+
+
+class Segmenter:
+    """Loaded weights on one device; `predict` maps a (slice, row, col) volume to a uint8 label map."""
+
+    def __init__(self, weights: Path, device: torch.device) -> None:
+        """Raises ValueError when the file is not a segmenter checkpoint of a known format."""
+        try:
+            checkpoint = torch.load(weights, map_location=device, weights_only=True)
+        except Exception as error:  # torch raises pickle, zip and runtime errors for a bad file
+            raise ValueError(f"cannot read weights {weights}: {error}") from error
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{weights} is not a segmenter checkpoint (format {CHECKPOINT_FORMAT})")
+        self.architecture: dict[str, Any] = checkpoint["architecture"]
+        self.preprocessing: dict[str, Any] = checkpoint["preprocessing"]
+        self.network = build_network(self.architecture).to(device)
+        self.network.load_state_dict(checkpoint["state_dict"])
+        self.network.eval()
+        self.device = device
+        self.version = file_version(weights)
+
+    @torch.inference_mode()
+    def predict(self, volume: npt.NDArray[Any]) -> LabelVolume:
+        if volume.size == 0 or np.all(volume == volume.flat[0]):
+            # A constant volume has no structure to find; the network, never trained on one, would answer
+            # with a few stray voxels, so it is not asked.
+            return np.zeros(volume.shape, dtype=np.uint8)
+        network_input = prepare(volume, self.preprocessing)
+        tensor = torch.from_numpy(network_input)[None, None].to(self.device)
+        logits = self.network(tensor)
+        labels = torch.argmax(logits[0], dim=0).to(torch.uint8).cpu().numpy()
+        return np.ascontiguousarray(labels[pad_slices(volume.shape, network_input.shape)])
