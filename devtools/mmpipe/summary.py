@@ -56,6 +56,7 @@ def print_summary(out_dir: Path) -> int:
                 f"  {outcome:<24} {counts['positives']:>5} / {counts['eligible']:<5} "
                 f"prevalence {counts['prevalence']:.3f}"
             )
+    _print_imaging(out_dir)
     unlinked = max(
         (
             ((e.get("summary") or {}).get("features") or {}).get("unlinked_patients", 0)
@@ -73,3 +74,29 @@ def print_summary(out_dir: Path) -> int:
     for (modality, reason), count in sorted(Counter((r["modality"], r["reason"]) for r in records).items()):
         print(f"  {modality:<10} {reason:<28} {count}")
     return 0 if run["status"] == "SUCCEEDED" else 1
+
+
+def _print_imaging(out_dir: Path) -> None:
+    """Series, the radiomics job's output and the imaging features, when the run had imaging."""
+    tables = out_dir / "tables"
+    series_path, radiomics_path = tables / "imaging.series.parquet", tables / "features.radiomics.parquet"
+    if not series_path.exists():
+        return
+    series = pq.read_table(series_path, columns=["series_uid", "slice_count"])
+    print(f"imaging: {series.num_rows} consistent series, {pc.sum(series['slice_count']).as_py()} slices")
+    if radiomics_path.exists():
+        radiomics = pq.read_table(radiomics_path, columns=["series_uid", "region", "voxels", "model_version"])
+        done = pc.count_distinct(radiomics["series_uid"]).as_py()
+        regions = Counter(r["region"] for r in radiomics.to_pylist() if r["voxels"] > 0)
+        versions = sorted(set(radiomics["model_version"].to_pylist()))
+        print(
+            f"  radiomics: {done} series segmented ({', '.join(f'{n} with {r}' for r, n in sorted(regions.items()))}),"
+            f" 107 features per region, model {', '.join(versions)}"
+        )
+    imaging = tables / "features.imaging.parquet"
+    if imaging.exists():
+        schema = pq.read_schema(imaging)
+        rows = pq.ParquetFile(imaging).metadata.num_rows
+        print(
+            f"  features.imaging: {rows} patients with an MR before the index date, {len(schema.names) - 2} columns"
+        )
