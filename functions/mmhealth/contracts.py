@@ -9,7 +9,7 @@ S3 layout of the lake bucket (all keys below are built by `RunPaths`):
     runs/<run_id>/chunks/<modality>-<n>.json    one chunk of files (trigger)
     runs/<run_id>/quarantine/<stage>-<object_id>-<n>.json   one quarantine record each
     runs/<run_id>/summary.json                  counts for on-call and the CLI (finalize)
-    staging/<run_id>/<modality>/<table>/part-<object_id>.parquet   import output, committed by catalog
+    staging/<run_id>/<modality>/<table>/part-<chunk_id>.parquet    import output, committed by catalog
     warehouse/...                               Iceberg tables (pyiceberg + Glue)
 """
 
@@ -236,5 +236,5 @@ class RunPaths:
         base = f"staging/{self.run_id}/{modality}/"
         return f"{base}{table}/" if table else base
 
-    def staged_part(self, modality: Modality, table: str, object_id: str) -> str:
-        return f"{self.staging_prefix(modality, table)}part-{object_id}.parquet"
+    def staged_part(self, modality: Modality, table: str, chunk_id: str) -> str:
+        return f"{self.staging_prefix(modality, table)}part-{chunk_id}.parquet"

@@ -67,9 +67,10 @@ def import_chunk(
 ) -> tuple[ChunkStatus, list[ManifestFile]]:
     """Convert every file of the chunk into staged parts; bad files are quarantined, the rest go on.
 
-    Returns the chunk status and the files that were staged. Errors other than InvalidInputError (S3
-    throttling, a crash) propagate: the state machine retries the chunk, and staged part keys are
-    deterministic, so a retry overwrites rather than duplicates.
+    Returns the chunk status and the files that were staged. One Parquet part per table per chunk (not per
+    file: thousands of small DICOM rows would otherwise be thousands of S3 objects to write and read back).
+    Errors other than InvalidInputError (S3 throttling, a crash) propagate: the state machine retries the
+    chunk, and staged part keys are deterministic, so a retry overwrites rather than duplicates.
     """
     lake = settings().lake_bucket
     paths = RunPaths(ref.run_id)
@@ -77,6 +78,7 @@ def import_chunk(
     rows = parts = 0
     staged: list[ManifestFile] = []
     quarantined = 0
+    tables: dict[str, list[pa.Table]] = {}
     with tempfile.TemporaryDirectory(prefix="mmpipe-") as tmp:
         for file in chunk.files:
             local = Path(tmp) / PurePosixPath(file.object.key).name
@@ -96,12 +98,13 @@ def import_chunk(
                 )  # fmt: skip
             quarantined += len(converted.problems)
             for name, table in converted.tables.items():
-                storage.write_parquet(
-                    lake, paths.staged_part(ref.modality, name, file.object.object_id), table
-                )
+                tables.setdefault(name, []).append(table)
                 rows += table.num_rows
-                parts += 1
             staged.append(file)
+    for name, pieces in tables.items():
+        part = pa.concat_tables(pieces, promote_options="default")
+        storage.write_parquet(lake, paths.staged_part(ref.modality, name, ref.chunk_id), part)
+        parts += 1
     metrics.add_metric(name=f"{ref.modality.capitalize()}RowsStaged", unit=MetricUnit.Count, value=rows)
     metrics.add_metric(
         name=f"{ref.modality.capitalize()}FilesStaged", unit=MetricUnit.Count, value=len(staged)
@@ -127,11 +130,8 @@ def discard_chunk(ref: ChunkRef, stage: str, error: str, cause: str) -> ChunkSta
     lake = settings().lake_bucket
     chunk = load_chunk(ref)
     staged_prefix = RunPaths(ref.run_id).staging_prefix(ref.modality)
-    ids = {f.object.object_id for f in chunk.files}
     doomed = [
-        k
-        for k in storage.list_keys(lake, staged_prefix)
-        if PurePosixPath(k).stem.removeprefix("part-") in ids
+        k for k in storage.list_keys(lake, staged_prefix) if PurePosixPath(k).stem == f"part-{ref.chunk_id}"
     ]
     storage.delete_keys(lake, doomed)
     for file in chunk.files:

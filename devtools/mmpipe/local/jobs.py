@@ -75,8 +75,12 @@ class LocalJobs:
         workers: int = 2,
         account: str = "123456789012",
         entry_point: str = ENTRY_POINT,
+        max_running: int = 1,
     ) -> None:
         self.code_dir = code_dir
+        # One job at a time by default: each already uses every core (its worker processes), and a run
+        # per trigger batch would otherwise start dozens of torch processes at once on one machine.
+        self._slots = threading.Semaphore(max_running)
         self.entry_point = entry_point
         self.workdir = workdir
         self.workers = workers
@@ -223,8 +227,9 @@ class LocalJobs:
         }
 
         def run() -> None:
-            log.info("local %s job %s: %s", job.kind, job.name, " ".join(command[1:]))
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            with self._slots:  # queued jobs report InProgress / RUNNABLE-like RUNNING until they get a slot
+                log.info("local %s job %s: %s", job.kind, job.name, " ".join(command[1:]))
+                done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             if done.returncode == 0:
                 try:
                     if after is not None:

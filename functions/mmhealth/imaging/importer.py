@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
-from pyiceberg.expressions import BooleanExpression, In
+from pyiceberg.expressions import And, BooleanExpression, In
 
 from mmhealth import modality, polling, quarantine, storage
 from mmhealth.contracts import (
@@ -61,15 +61,21 @@ def convert_dicom(file: ManifestFile, path: Path, run_id: str) -> Converted:
     return Converted({INSTANCES: row})
 
 
-def _values_in(column: str) -> OwnedBy:
-    def owned(rows: pa.Table) -> BooleanExpression:
-        # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
-        return In(column, sorted(pc.unique(rows[column]).to_pylist()))  # type: ignore[call-arg, arg-type]
-
-    return owned
+def _values_in(rows: pa.Table, column: str) -> BooleanExpression:
+    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
+    return In(column, sorted(pc.unique(rows[column]).to_pylist()))  # type: ignore[call-arg, arg-type]
 
 
-OWNERS: dict[str, OwnedBy] = {INSTANCES: _values_in("sop_uid"), SERIES: _values_in("series_uid")}
+def instances_of(rows: pa.Table) -> BooleanExpression:
+    """The rows' SOP instances, within their series' partitions (so only those partitions are read)."""
+    return And(_values_in(rows, "series_uid"), _values_in(rows, "sop_uid"))
+
+
+def series_of(rows: pa.Table) -> BooleanExpression:
+    return _values_in(rows, "series_uid")
+
+
+OWNERS: dict[str, OwnedBy] = {INSTANCES: instances_of, SERIES: series_of}
 
 
 def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> CatalogResult:
@@ -284,11 +290,11 @@ def _object(origin: Mapping[str, str]) -> S3Object:
 
 def _staged_instances(ref: ChunkRef, staged: list[ManifestFile]) -> pa.Table:
     lake, paths = settings().lake_bucket, RunPaths(ref.run_id)
-    parts = [
-        storage.read_parquet(lake, paths.staged_part("imaging", INSTANCES, f.object.object_id))
-        for f in staged
-    ]
-    return pa.concat_tables(parts).select(["series_uid", "sop_uid", "object_id"])
+    rows = storage.read_parquet(lake, paths.staged_part("imaging", INSTANCES, ref.chunk_id))
+    ids = pa.array([f.object.object_id for f in staged], pa.string())
+    return rows.filter(pc.is_in(rows["object_id"], value_set=ids)).select(
+        ["series_uid", "sop_uid", "object_id"]
+    )
 
 
 def _with_image_sets(run_id: str, rows: pa.Table) -> pa.Table:

@@ -24,13 +24,13 @@ from datetime import date
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from botocore.exceptions import ClientError
-from pyiceberg.expressions import BooleanExpression, EqualTo, In
+from pyiceberg.expressions import EqualTo, In
 
 from mmhealth import modality, polling, storage
 from mmhealth.contracts import CatalogResult, JobHandle, RadiomicsRun, RunConfig, RunManifest, RunPaths
 from mmhealth.errors import BackendJobFailed
+from mmhealth.imaging.importer import series_of
 from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_RADIOMICS
 from mmhealth.modality import FileGroupProblem
@@ -287,7 +287,7 @@ def catalog(run: RadiomicsRun) -> CatalogResult:
     rows = feature_rows(results, run.run_id)
     commits = list(run.catalog.commits)
     if rows.num_rows:
-        commit = replace_rows(RADIOMICS, rows, run.run_id, _series_of)
+        commit = replace_rows(RADIOMICS, rows, run.run_id, series_of)
         commits.append(commit)
         logger.info("table committed", extra=commit.model_dump())
     failed = [r for r in results if r.get("status") != "ok"]
@@ -305,10 +305,6 @@ def catalog(run: RadiomicsRun) -> CatalogResult:
     return run.catalog.model_copy(
         update={"commits": commits, "quarantined": run.catalog.quarantined + quarantined}
     )
-
-
-def _series_of(rows: pa.Table) -> BooleanExpression:
-    return In("series_uid", sorted(pc.unique(rows["series_uid"]).to_pylist()))  # type: ignore[call-arg, arg-type]
 
 
 def _problem(result: dict[str, Any]) -> FileGroupProblem:

@@ -8,6 +8,7 @@ records), so a file delivered twice never doubles rows.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,15 @@ SCHEMAS = {
     **FEATURE_TABLES,
 }  # every table the pipeline writes, by "<namespace>.<table>"
 COMMIT_ATTEMPTS = 5
+# Tables partitioned by the identity of a column, so that an overwrite of a few of its values (a run's DICOM
+# series) only reads and conflicts with those partitions. Without it, an overwrite whose filter names random
+# UIDs matches (by file metrics) every data file: each commit rewrote the whole table and every concurrent
+# run's commit conflicted with it.
+PARTITIONED_BY = {
+    "imaging.instances": "series_uid",
+    "imaging.series": "series_uid",
+    "features.radiomics": "series_uid",
+}
 
 
 def lakehouse_catalog() -> Catalog:
@@ -58,7 +68,18 @@ def lakehouse_catalog() -> Catalog:
         ):
             if os.environ.get(env):
                 props[prop] = os.environ[env]
-    return load_catalog("lakehouse", **props)
+    return _catalog(tuple(sorted(props.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog(props: tuple[tuple[str, str], ...]) -> Catalog:
+    """One catalog per configuration, reused across calls (a warm Lambda, the local runtime's functions).
+
+    Building one creates a boto3 session and Glue client, which loads Glue's service model: measured at
+    ~15% of all CPU of a local run when done per call. boto3 clients are thread-safe; sessions are not,
+    and none is shared here beyond the client the catalog holds.
+    """
+    return load_catalog("lakehouse", **dict(props))
 
 
 def glue_identifier(name: str) -> tuple[str, str]:
@@ -77,9 +98,16 @@ def ensure_table(catalog: Catalog, name: str, schema: pa.Schema | None = None) -
         location = f"s3://{settings().lake_bucket}/warehouse/{name.replace('.', '/')}"
         logger.info("creating iceberg table", extra={"table": name})
         try:
-            return catalog.create_table(identifier, schema=schema, location=location)
+            table = catalog.create_table(identifier, schema=schema, location=location)
         except TableAlreadyExistsError:  # another run's catalog step created it first
             table = catalog.load_table(identifier)
+        else:
+            partition = PARTITIONED_BY.get(name)
+            if partition is not None:
+                with table.update_spec() as spec:
+                    spec.add_identity(partition)
+                table = catalog.load_table(identifier)
+            return table
     missing = [f for f in schema if f.name not in table.schema().column_names]
     if missing:
         with table.update_schema() as update:
