@@ -126,7 +126,11 @@ def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> Catalog
             update = PendingSeries(first_seen=first_seen, files=list(objects.values()), reason=problem.reason)
             storage.write_json(lake, key, update.model_dump(mode="json"))
             still_pending += 1
-    rows = _with_image_sets(run_id, summary.series)
+    rows = (
+        _with_image_sets(run_id, summary.series)
+        if config.imaging_backend == "healthimaging"
+        else summary.series
+    )
     commits += modality.commit_tables(run_id, "imaging", {SERIES: OWNERS[SERIES]}, {SERIES: rows})
     logger.info(
         "imaging series judged",
