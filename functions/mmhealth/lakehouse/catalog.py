@@ -41,7 +41,7 @@ SCHEMAS = {
     **IMAGING_TABLES,
     **FEATURE_TABLES,
 }  # every table the pipeline writes, by "<namespace>.<table>"
-COMMIT_ATTEMPTS = 5
+COMMIT_ATTEMPTS = 10  # many runs commit to the same tables at once when a large delivery arrives
 # Tables partitioned by the identity of a column, so that an overwrite of a few of its values (a run's DICOM
 # series) only reads and conflicts with those partitions. Without it, an overwrite whose filter names random
 # UIDs matches (by file metrics) every data file: each commit rewrote the whole table and every concurrent
