@@ -105,24 +105,25 @@ def ensure_table(catalog: Catalog, name: str, schema: pa.Schema | None = None) -
     except NoSuchTableError:
         location = f"s3://{settings().lake_bucket}/warehouse/{name.replace('.', '/')}"
         logger.info("creating iceberg table", extra={"table": name})
+        properties = {}
+        if name in ISOLATION:
+            properties = {
+                TableProperties.WRITE_DELETE_ISOLATION_LEVEL: ISOLATION[name],
+                TableProperties.WRITE_UPDATE_ISOLATION_LEVEL: ISOLATION[name],
+            }
         try:
-            table = catalog.create_table(identifier, schema=schema, location=location)
+            # One atomic create, partition spec and properties included: a run that loads the table between
+            # a create and a later spec change would write files under the old spec.
+            with catalog.create_table_transaction(
+                identifier, schema=schema, location=location, properties=properties
+            ) as create:
+                partition = PARTITIONED_BY.get(name)
+                if partition is not None:
+                    with create.update_spec() as spec:
+                        spec.add_identity(partition)
         except TableAlreadyExistsError:  # another run's catalog step created it first
-            table = catalog.load_table(identifier)
-        else:
-            partition = PARTITIONED_BY.get(name)
-            if partition is not None:
-                with table.update_spec() as spec:
-                    spec.add_identity(partition)
-            if name in ISOLATION:
-                with table.transaction() as tx:
-                    tx.set_properties(
-                        {
-                            TableProperties.WRITE_DELETE_ISOLATION_LEVEL: ISOLATION[name],
-                            TableProperties.WRITE_UPDATE_ISOLATION_LEVEL: ISOLATION[name],
-                        }
-                    )
-            return catalog.load_table(identifier)
+            pass
+        table = catalog.load_table(identifier)
     missing = [f for f in schema if f.name not in table.schema().column_names]
     if missing:
         with table.update_schema() as update:
