@@ -36,6 +36,17 @@ def stubbed(service: str) -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
+@contextmanager
+def stubbed_in_handlers(monkeypatch: pytest.MonkeyPatch, service: str) -> Iterator[Stubber]:
+    """`stubbed(service)`, and the handlers' `storage.client(service)` returns it; other services stay moto."""
+    from mmhealth import storage
+
+    real_client = storage.client
+    with stubbed(service) as (client, stubber):
+        monkeypatch.setattr(storage, "client", lambda s: client if s == service else real_client(s))
+        yield stubber
+
+
 def service_model(service: str) -> Any:
     """The botocore service model of `service`, for tests that check our constants against it."""
     return boto3.client(service, region_name=REGION).meta.service_model

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -24,6 +23,7 @@ from mmhealth.clinical.importer import healthlake_prefix
 from mmhealth.contracts import ChunkRef, ChunkStatus, RunConfig, RunPaths
 from mmhealth.errors import PipelineError
 from mmhealth.handlers import clinical_import, clinical_poll
+from tests.unit.backend_fixtures import stubbed_in_handlers
 
 DATASTORE = "9f2c4e7a1b3d5f60718293a4b5c6d7e8"
 JOB_ID = "c145fbb27b192af392f8ce6e7838e34f"
@@ -94,12 +94,8 @@ def chunk(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> ChunkRef:
 @pytest.fixture
 def healthlake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     """HealthLake as a Stubber (any call nobody stubbed fails); every other service stays moto."""
-    client = boto3.client("healthlake", region_name="us-east-1")
-    real_client = storage.client
-    monkeypatch.setattr(storage, "client", lambda s: client if s == "healthlake" else real_client(s))
-    with Stubber(client) as stubber:
+    with stubbed_in_handlers(monkeypatch, "healthlake") as stubber:
         yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def import_event(ref: ChunkRef, backend: str = "healthlake") -> dict[str, Any]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
@@ -30,6 +29,7 @@ from mmhealth.imaging.healthimaging import import_client_token, import_job_name
 from mmhealth.imaging.importer import healthimaging_prefix
 from mmhealth.lakehouse.catalog import read_table
 from tests.conftest import REPO
+from tests.unit.backend_fixtures import stubbed_in_handlers
 
 SERIES_DIR = REPO / "tests" / "data" / "delivery" / "imaging" / "mr-brain"
 DATASTORE = "9f2c4e7a1b3d5f60718293a4b5c6d7e8"
@@ -69,12 +69,9 @@ def chunk(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> ChunkRef:
 
 @pytest.fixture
 def healthimaging(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
-    client = boto3.client("medical-imaging", region_name="us-east-1")
-    real_client = storage.client
-    monkeypatch.setattr(storage, "client", lambda s: client if s == "medical-imaging" else real_client(s))
-    with Stubber(client) as stubber:
+    """HealthImaging as a Stubber (any call nobody stubbed fails); every other service stays moto."""
+    with stubbed_in_handlers(monkeypatch, "medical-imaging") as stubber:
         yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def import_event(ref: ChunkRef) -> dict[str, Any]:
