@@ -21,6 +21,7 @@ healthimaging/<run>/<chunk>/image_sets.json, which the catalog step writes into 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -40,11 +41,12 @@ from mmhealth.contracts import (
     RunConfig,
     RunPaths,
     S3Object,
+    TableCommit,
 )
 from mmhealth.errors import PipelineError, TransientError
 from mmhealth.imaging import dicom, healthimaging, series
 from mmhealth.imaging.schemas import IMAGING_INSTANCES
-from mmhealth.lakehouse.catalog import read_table, snapshot_id
+from mmhealth.lakehouse.catalog import read_table, replace_rows, snapshot_id
 from mmhealth.modality import Converted, FileGroupProblem, OwnedBy
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -102,7 +104,8 @@ def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> Catalog
     judged = sorted(touched | set(pending))
     if not judged:
         return CatalogResult(run_id=run_id, modality="imaging", commits=commits, quarantined=quarantined)
-    summary = _summarise_committed(judged, run_id)
+    summary, series_commit = _judge_series(judged, run_id, config)
+    commits.append(series_commit)
     problems = {p.series_uid: p for p in summary.problems}
     files = {f.object.object_id: f.object for f in modality.run_files(run_id, "imaging")}
     now = datetime.now(UTC)
@@ -126,17 +129,11 @@ def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> Catalog
             update = PendingSeries(first_seen=first_seen, files=list(objects.values()), reason=problem.reason)
             storage.write_json(lake, key, update.model_dump(mode="json"))
             still_pending += 1
-    rows = (
-        _with_image_sets(run_id, summary.series)
-        if config.imaging_backend == "healthimaging"
-        else summary.series
-    )
-    commits += modality.commit_tables(run_id, "imaging", {SERIES: OWNERS[SERIES]}, {SERIES: rows})
     logger.info(
         "imaging series judged",
         extra={
             "series": len(judged),
-            "consistent": rows.num_rows,
+            "consistent": summary.series.num_rows,
             "pending": still_pending,
             "run_id": run_id,
         },
@@ -164,15 +161,42 @@ def _pending_keys(lake: str) -> list[tuple[str, str]]:
     return [(PurePosixPath(k).stem, k) for k in keys if k.endswith(".json")]
 
 
-def _summarise_committed(series_uids: list[str], run_id: str) -> series.SeriesSummary:
-    """Summarise the series on one snapshot of imaging.instances; again if another run committed meanwhile,
-    so the series rows written describe every instance committed before them."""
-    for _ in range(5):
+def _judge_series(
+    series_uids: list[str], run_id: str, config: RunConfig
+) -> tuple[series.SeriesSummary, TableCommit]:
+    """Summarise the series on one snapshot of imaging.instances and commit their imaging.series rows
+    (consistent ones written, inconsistent ones' rows removed); again while another run committed instances
+    meanwhile.
+
+    Runs sharing a series judge it concurrently. Whichever commits its series rows last has checked,
+    after its commit, that no instance was committed since its snapshot - so the last word on a series
+    always describes every instance committed before it, and a judgement made on fewer instances (a
+    prefix of a series still arriving, which may look consistent) never outlives a later one.
+    """
+    judged = _values(series_uids)
+    for _ in range(SERIES_JUDGE_ATTEMPTS):
         snapshot = snapshot_id(INSTANCES)
-        rows = read_table(INSTANCES, row_filter=In("series_uid", series_uids), at_snapshot=snapshot)  # type: ignore[call-arg, arg-type]
+        rows = read_table(INSTANCES, row_filter=judged, at_snapshot=snapshot)
+        summary = series.summarise_series(rows if rows is not None else _empty_instances(), run_id=run_id)
+        consistent = (
+            _with_image_sets(run_id, summary.series)
+            if config.imaging_backend == "healthimaging"
+            else summary.series
+        )
+        commit = replace_rows(
+            SERIES, consistent, run_id, lambda _rows: judged, commit_key=f"{run_id}@{snapshot}"
+        )
+        logger.info("table committed", extra=commit.model_dump())
         if snapshot_id(INSTANCES) == snapshot:
-            return series.summarise_series(rows if rows is not None else _empty_instances(), run_id=run_id)
-    raise TransientError("imaging.instances kept changing while its series were summarised; retry")
+            return dataclasses.replace(summary, series=consistent), commit
+    raise TransientError("imaging.instances kept changing while its series were judged; retry")
+
+
+SERIES_JUDGE_ATTEMPTS = 8
+
+
+def _values(series_uids: list[str]) -> BooleanExpression:
+    return In("series_uid", series_uids)  # type: ignore[call-arg, arg-type]
 
 
 def _empty_instances() -> pa.Table:

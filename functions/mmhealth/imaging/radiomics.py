@@ -19,7 +19,7 @@ ValidationException "...must be unique..."; Batch: a job of that name in the que
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any, Literal
 
@@ -30,7 +30,6 @@ from pyiceberg.expressions import EqualTo, In
 from mmhealth import modality, polling, storage
 from mmhealth.contracts import CatalogResult, JobHandle, RadiomicsRun, RunConfig, RunManifest, RunPaths
 from mmhealth.errors import BackendJobFailed
-from mmhealth.imaging.importer import series_of
 from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_RADIOMICS
 from mmhealth.modality import FileGroupProblem
@@ -53,7 +52,8 @@ def job_name(run_id: str) -> str:
 
 
 def write_manifests(run_id: str, lake: str) -> int:
-    """One manifest per series this run wrote to imaging.series; returns how many were written."""
+    """One manifest per series this run wrote to imaging.series (and `series.json`: series -> the
+    instances digest the job is computed on); returns how many series."""
     series = read_table("imaging.series", row_filter=EqualTo("run_id", run_id))  # type: ignore[call-arg, arg-type]
     if series is None or series.num_rows == 0:
         return 0
@@ -80,6 +80,8 @@ def write_manifests(run_id: str, lake: str) -> int:
             "instances": [f"s3://{landing}/{k}" for k in sorted(set(keys.get(row["series_uid"], [])))],
         }
         storage.write_json(lake, f"{prefix(run_id)}manifests/{row['series_uid']}.json", manifest)
+    digests = dict(zip(uids, series["instances_digest"].to_pylist(), strict=True))
+    storage.write_json(lake, f"{prefix(run_id)}series.json", digests)
     return series.num_rows
 
 
@@ -206,8 +208,12 @@ def read_results(lake: str, run_id: str) -> list[dict[str, Any]]:
     return [storage.read_json(lake, k) for k in keys]
 
 
-def feature_rows(results: Iterable[dict[str, Any]], run_id: str) -> pa.Table:
-    """The successful series' regions as features.radiomics rows (one per series x region)."""
+def feature_rows(
+    results: Iterable[dict[str, Any]], run_id: str, digests: Mapping[str, str | None] | None = None
+) -> pa.Table:
+    """The successful series' regions as features.radiomics rows (one per series x region), each with the
+    instances digest of the series version it was computed on (`digests`, from the run's series.json)."""
+    digests = digests or {}
     rows = []
     for result in results:
         if result.get("status") != "ok":
@@ -229,6 +235,7 @@ def feature_rows(results: Iterable[dict[str, Any]], run_id: str) -> pa.Table:
                     "params_version": result["params_version"],
                     "device": result.get("device"),
                     "seconds": (result.get("seconds") or {}).get("total"),
+                    "instances_digest": digests.get(result["series_uid"]),
                     "source_key": f"{prefix(run_id)}output/features/{result['series_uid']}.json",
                     "object_id": hashlib.sha256(result["series_uid"].encode()).hexdigest()[:16],
                     "run_id": run_id,
@@ -281,30 +288,77 @@ def poll(run: RadiomicsRun) -> RadiomicsRun:
 
 def catalog(run: RadiomicsRun) -> CatalogResult:
     """RadiomicsCatalog: features.radiomics from the job's output; a series it could not process is
-    quarantined (its files of this run) with the job's reason. Returns the imaging branch's whole result."""
+    quarantined (its files of this run) with the job's reason. Returns the imaging branch's whole result.
+
+    Only results computed on the series' current version (the instances digest of its imaging.series row)
+    are committed: another run may have re-judged the series meanwhile (more slices arrived; a later
+    judgement found it inconsistent). Rows of series that lost their imaging.series row, or were computed on
+    an older version, are removed in the same commit, so features.radiomics always describes imaging.series.
+    """
     cfg = settings()
-    results = read_results(cfg.lake_bucket, run.run_id) if run.job is not None else []
-    rows = feature_rows(results, run.run_id)
+    lake = cfg.lake_bucket
+    results = read_results(lake, run.run_id) if run.job is not None else []
+    computed_on = _computed_on(lake, run.run_id) if run.job is not None else {}
+    current = _current_digests()
+    fresh = [r for r in results if _is_current(r["series_uid"], computed_on, current)]
+    rows = feature_rows(fresh, run.run_id, computed_on)
+    outdated = _outdated_radiomics(current)
     commits = list(run.catalog.commits)
-    if rows.num_rows:
-        commit = replace_rows(RADIOMICS, rows, run.run_id, series_of)
+    owned = sorted({r["series_uid"] for r in fresh} | outdated)
+    if owned:
+        commit = replace_rows(RADIOMICS, rows, run.run_id, lambda _rows: In("series_uid", owned))  # type: ignore[call-arg, arg-type]
         commits.append(commit)
         logger.info("table committed", extra=commit.model_dump())
-    failed = [r for r in results if r.get("status") != "ok"]
+    failed = [r for r in fresh if r.get("status") != "ok"]
     problems = [_problem(r) for r in failed]
     quarantined = modality.quarantine_groups(run.run_id, "imaging", problems)
     logger.info(
         "radiomics catalogued",
         extra={
             "series": len(results),
+            "superseded": len(results) - len(fresh),
             "failed": len(failed),
             "rows": rows.num_rows,
+            "outdated_removed": len(outdated),
             "quarantined": quarantined,
         },
     )
     return run.catalog.model_copy(
         update={"commits": commits, "quarantined": run.catalog.quarantined + quarantined}
     )
+
+
+def _computed_on(lake: str, run_id: str) -> dict[str, str | None]:
+    """series_uid -> the instances digest the run's job was given (written with the manifests)."""
+    return dict(storage.read_json(lake, f"{prefix(run_id)}series.json"))
+
+
+def _current_digests() -> dict[str, str | None]:
+    """series_uid -> instances_digest of every imaging.series row."""
+    series = read_table("imaging.series", columns=["series_uid", "instances_digest"])
+    if series is None:
+        return {}
+    return dict(zip(series["series_uid"].to_pylist(), series["instances_digest"].to_pylist(), strict=True))
+
+
+def _is_current(
+    series_uid: str, computed_on: Mapping[str, str | None], current: Mapping[str, str | None]
+) -> bool:
+    return series_uid in current and computed_on.get(series_uid) == current[series_uid]
+
+
+def _outdated_radiomics(current: Mapping[str, str | None]) -> set[str]:
+    """Series in features.radiomics without an imaging.series row, or computed on another version of it."""
+    radiomics = read_table(RADIOMICS, columns=["series_uid", "instances_digest"])
+    if radiomics is None:
+        return set()
+    return {
+        uid
+        for uid, digest in zip(
+            radiomics["series_uid"].to_pylist(), radiomics["instances_digest"].to_pylist(), strict=True
+        )
+        if uid not in current or (digest is not None and digest != current[uid])
+    }
 
 
 def _problem(result: dict[str, Any]) -> FileGroupProblem:

@@ -73,6 +73,10 @@ IMAGING_SERIES = pa.schema(
         pa.field("frame_of_reference_uid", pa.string()),
         pa.field("transfer_syntaxes", pa.string(), nullable=False),  # distinct UIDs, sorted, ";"-joined
         pa.field("image_set_id", pa.string()),  # AWS HealthImaging image set, filled when that backend runs
+        # sha256 (32 hex) of the series' (SOP instance UID, object id) pairs: which files this row describes.
+        # features.radiomics rows carry the digest they were computed on, so a result for an older version
+        # of a series (fewer slices, a re-delivered file) is never committed over the current one.
+        pa.field("instances_digest", pa.string()),
         *LINEAGE,
     ]
 )

@@ -102,6 +102,14 @@ class SeriesSummary:
     problems: list[SeriesProblem]  # one per inconsistent series, sorted by series_uid
 
 
+def instances_digest(pairs: list[tuple[str, str]]) -> str:
+    """32 hex of sha256 over a series' sorted (sop_uid, object_id) pairs: the same files, the same digest."""
+    digest = hashlib.sha256()
+    for sop_uid, object_id in sorted(pairs):
+        digest.update(f"{sop_uid}\x1f{object_id}\n".encode())
+    return digest.hexdigest()[:32]
+
+
 def series_object_id(series_uid: str) -> str:
     """Stable 16-hex id of a series (its rows' `object_id`): the same series gets it in every run."""
     return hashlib.sha256(f"dicom-series:{series_uid}".encode()).hexdigest()[:16]
@@ -410,6 +418,7 @@ class _Stack:
             "frame_of_reference_uid": head["frame_of_reference_uid"],
             "transfer_syntaxes": pa.array(self._transfer_syntaxes(chosen), pa.string()),
             "image_set_id": pa.nulls(len(chosen), pa.string()),
+            "instances_digest": pa.array(self._digests(chosen), pa.string()),
             "source_key": head["source_key"],
             "object_id": pa.array([series_object_id(u) for u in series_uids], pa.string()),
             "run_id": pa.array([run_id] * len(chosen), pa.string()),
@@ -429,6 +438,16 @@ class _Stack:
         for series, code in zip((pairs // len(names)).tolist(), (pairs % len(names)).tolist(), strict=True):
             distinct.setdefault(series, []).append(names[code])
         return [";".join(sorted(distinct[s])) for s in chosen.tolist()]
+
+    def _digests(self, chosen: IntArray) -> list[str]:
+        """`instances_digest` of each chosen series (its instances are contiguous in the stack)."""
+        sops: list[str] = self.instances["sop_uid"].to_pylist()
+        objects: list[str] = self.instances["object_id"].to_pylist()
+        digests = []
+        for s in chosen.tolist():
+            start, stop = int(self.starts[s]), int(self.starts[s] + self.counts[s])
+            digests.append(instances_digest(list(zip(sops[start:stop], objects[start:stop], strict=True))))
+        return digests
 
 
 # ------------------------------------------------------------------------------------------------ helpers

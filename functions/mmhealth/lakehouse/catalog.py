@@ -35,6 +35,7 @@ from mmhealth.observability import logger
 from mmhealth.settings import settings
 
 RUN_PROPERTY = "mmpipe.run_id"
+COMMIT_PROPERTY = "mmpipe.commit_key"  # the idempotency key of a commit (the run id unless given)
 SCHEMAS = {
     **TABLES,
     **CLINICAL_TABLES,
@@ -132,10 +133,11 @@ def ensure_table(catalog: Catalog, name: str, schema: pa.Schema | None = None) -
     return table
 
 
-def committed_by_run(table: Table, run_id: str) -> int | None:
-    """The id of the snapshot this run committed, if any."""
+def committed_by_run(table: Table, commit_key: str) -> int | None:
+    """The id of the snapshot committed under `commit_key` (a run id, unless the commit named a key)."""
     for snapshot in table.snapshots():
-        if snapshot.summary is not None and snapshot.summary.get(RUN_PROPERTY) == run_id:
+        summary = snapshot.summary
+        if summary is not None and summary.get(COMMIT_PROPERTY, summary.get(RUN_PROPERTY)) == commit_key:
             return snapshot.snapshot_id
     return None
 
@@ -146,18 +148,22 @@ def replace_rows(
     run_id: str,
     owned_by: Callable[[pa.Table], BooleanExpression],
     catalog: Catalog | None = None,
+    *,
+    commit_key: str | None = None,
 ) -> TableCommit:
     """Atomically delete the rows `owned_by(rows)` selects and append `rows`, tagged with the run id.
 
-    Idempotent: when the table already holds a snapshot of this run, nothing is written. Optimistic
+    Idempotent: when the table already holds a snapshot tagged `commit_key` (default: the run id), nothing
+    is written; a run that must commit a table more than once passes a key per commit. Optimistic
     concurrency conflicts (another run committed first) are retried; after COMMIT_ATTEMPTS they surface
     as TransientError for the state machine's Retry.
     """
     catalog = catalog or lakehouse_catalog()
     rows = rows.cast(SCHEMAS[name]) if name in SCHEMAS else rows
+    key = commit_key or run_id
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = ensure_table(catalog, name, rows.schema)
-        previous = committed_by_run(table, run_id)
+        previous = committed_by_run(table, key)
         if previous is not None:
             logger.info("run already committed; skipping", extra={"table": name, "snapshot_id": previous})
             return TableCommit(table=name, rows_added=0, snapshot_id=previous, skipped=True)
@@ -165,7 +171,9 @@ def replace_rows(
         try:
             with table.transaction() as tx:
                 tx.overwrite(
-                    rows, overwrite_filter=owned_by(rows), snapshot_properties={RUN_PROPERTY: run_id}
+                    rows,
+                    overwrite_filter=owned_by(rows),
+                    snapshot_properties={RUN_PROPERTY: run_id, COMMIT_PROPERTY: key},
                 )
         except (CommitFailedException, ValidationException) as exc:
             # ValidationException: another run committed files that may hold rows our overwrite filter
