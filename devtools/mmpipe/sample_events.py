@@ -27,9 +27,11 @@ from mmhealth.contracts import (
     RunPaths,
     S3Object,
     TableCommit,
+    TrainingRun,
 )
 from mmhealth.imaging.radiomics import job_name
 from mmhealth.ingest import run_id_for
+from mmhealth.training import job as training
 from mmpipe.lambda_events import s3_notification, sqs_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,6 +140,33 @@ def build_events() -> dict[str, Any]:
         wait_seconds=5,
         output_uri=f"s3://{LAKE}/radiomics/{run_id}/output/",
     )
+    dataset_id = "5d41402abc4b2a76b9719d91"
+    features = {
+        "result": {
+            "patients": 2,
+            "genomic_patients": 2,
+            "imaging_patients": 1,
+            "dataset": {
+                "dataset_id": dataset_id,
+                "uri": f"s3://{LAKE}/datasets/{dataset_id}/",
+                "run_id": run_id,
+                "created_at": "2026-11-21T09:34:10.000000+00:00",
+                "rows": 2,
+                "patients_per_modality": {"clinical": 2, "genomic": 2, "imaging": 1},
+                "prevalence": {"hypertension": {"eligible": 2, "positives": 1, "prevalence": 0.5}},
+            },
+        }
+    }
+    trained = TrainingRun(
+        run_id=run_id,
+        status="IN_PROGRESS",
+        config=config,
+        job=JobHandle(backend="sagemaker", job_id=training.job_name(run_id)),
+        dataset_id=dataset_id,
+        dataset_uri=f"s3://{LAKE}/datasets/{dataset_id}/",
+        wait_seconds=5,
+        output_uri=f"s3://{LAKE}/training/{run_id}/",
+    )
     polled = ChunkStatus(
         chunk=chunks["genomic"],
         status="IN_PROGRESS",
@@ -185,6 +214,9 @@ def build_events() -> dict[str, Any]:
         "radiomics_poll": radiomics.model_dump(),
         "radiomics_catalog": radiomics.model_copy(update={"status": "COMPLETED", "attempt": 3}).model_dump(),
         "features": {"run_id": run_id, "modalities": branches},
+        "training_start": {"run_id": run_id, "config": config.model_dump(), "features": features},
+        "training_poll": trained.model_dump(),
+        "training_catalog": trained.model_copy(update={"status": "COMPLETED", "attempt": 4}).model_dump(),
         "chunk_failure": {
             "chunk": chunks["genomic"].model_dump(),
             "config": config.model_dump(),
@@ -199,6 +231,9 @@ def build_events() -> dict[str, Any]:
             "modalities": branches,
             "files": counts,
             "features": {"result": {"skipped": True}},
+            "training": {
+                "result": {"run_id": run_id, "status": "COMPLETED", "skipped": "training is off for this run"}
+            },
         },
     }
 

@@ -42,11 +42,13 @@ def _catch(next_state: str, result_path: str = "$.error") -> list[dict[str, Any]
     return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": next_state}]
 
 
-def _invoke(function: str, payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """A Lambda task (lambda:invoke integration, polled elsewhere, never .sync) with the standard Retry."""
+def _invoke(function: str, payload: dict[str, Any] | str | None = None, **fields: Any) -> dict[str, Any]:
+    """A Lambda task (lambda:invoke integration, polled elsewhere, never .sync) with the standard Retry.
+
+    `payload`: the state input (None), a JSONPath into it (str), or Parameters (dict)."""
     parameters: dict[str, Any] = {"FunctionName": "${%sFunctionArn}" % function}  # noqa: UP031 - ASL placeholder
-    if payload is None:
-        parameters["Payload.$"] = "$"
+    if payload is None or isinstance(payload, str):
+        parameters["Payload.$"] = payload or "$"
     else:
         parameters["Payload"] = payload
     state = {
@@ -216,17 +218,97 @@ def _features_task() -> dict[str, Any]:
         Comment="Per-patient features and outcome labels from the lakehouse (features.*), leakage-safe",
         ResultSelector={"result.$": "$.Payload"},
         ResultPath="$.features",
-        Catch=_catch("Finalize", "$.features"),
-        Next="Finalize",
+        Catch=_catch("NoTraining", "$.features"),
+        Next="ShouldTrain",
     )
     del state["OutputPath"]  # OutputPath would apply after ResultPath and drop the run state
     return state
 
 
+def _training_task(function: str, payload: dict[str, Any] | str, **fields: Any) -> dict[str, Any]:
+    """A Lambda task whose result lands in $.training.result, keeping the rest of the run state."""
+    state = _invoke(function, payload, **fields)
+    del state["OutputPath"]  # OutputPath would apply after ResultPath and drop the run state
+    state.update(ResultSelector={"result.$": "$.Payload"}, ResultPath="$.training")
+    return state
+
+
+def training_states() -> dict[str, Any]:
+    """Wait for the delivery to settle -> StartTraining (the gate) -> Wait/Poll loop -> CatalogTraining.
+
+    $.training holds the TrainingRun (or, through a Catch, the error) for Finalize and Notify.
+    """
+    failed = _catch("Finalize", "$.training")
+    return {
+        "ShouldTrain": {
+            "Type": "Choice",
+            "Comment": "Wait for the delivery to settle only when this run built a dataset snapshot",
+            "Choices": [
+                {
+                    "And": [
+                        {"Variable": "$.config.training", "BooleanEquals": True},
+                        {"Variable": "$.features.result.dataset", "IsPresent": True},
+                        {"Variable": "$.features.result.dataset", "IsNull": False},
+                    ],
+                    "Next": "SettleBeforeTraining",
+                }
+            ],
+            "Default": "StartTraining",
+        },
+        "SettleBeforeTraining": {
+            "Type": "Wait",
+            "Comment": "A delivery arriving as several runs trains once: on the run whose snapshot is newest",
+            "SecondsPath": "$.config.training_settle_seconds",
+            "Next": "StartTraining",
+        },
+        "StartTraining": _training_task(
+            "TrainingStart",
+            {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
+            Comment="The training gate, then the AutoGluon SageMaker training job on the dataset snapshot",
+            Catch=failed,
+            Next="TrainingFinished",
+        ),
+        "TrainingFinished": {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "Variable": "$.training.result.status",
+                    "StringEquals": "IN_PROGRESS",
+                    "Next": "WaitForTraining",
+                }
+            ],
+            "Default": "CatalogTraining",
+        },
+        "WaitForTraining": {
+            "Type": "Wait",
+            "SecondsPath": "$.training.result.wait_seconds",
+            "Next": "PollTraining",
+        },
+        "PollTraining": _training_task(
+            "TrainingPoll", "$.training.result", Catch=failed, Next="TrainingFinished"
+        ),
+        "CatalogTraining": _training_task(
+            "TrainingCatalog",
+            "$.training.result",
+            Comment="Metrics, report and model card next to the run; features.metrics committed",
+            Catch=failed,
+            Next="Finalize",
+        ),
+        "NoTraining": {
+            "Type": "Pass",
+            "Comment": "The features step failed: nothing to train on (Finalize reports the features error)",
+            "Result": {"result": {"status": "COMPLETED", "skipped": "the features step failed"}},
+            "ResultPath": "$.training",
+            "Next": "Finalize",
+        },
+    }
+
+
 def pipeline_definition() -> dict[str, Any]:
     return {
         "Comment": (
-            "mmpipe pipeline: Prepare -> per-modality import/poll/catalog -> Features -> Finalize -> Notify. "
+            "mmpipe pipeline: Prepare -> per-modality import/poll/catalog (+ radiomics job) -> Features -> "
+            "Training (AutoGluon job) -> Finalize -> Notify. "
             "JSONPath only; no .sync integrations (polled instead), so moto's engine and Step Functions Local "
             "run it as AWS does."
         ),
@@ -249,6 +331,7 @@ def pipeline_definition() -> dict[str, Any]:
                 "Catch": _catch("NotifyFailure"),
             },
             "BuildFeatures": _features_task(),
+            **training_states(),
             "Finalize": _invoke(
                 "Finalize",
                 payload={
@@ -257,6 +340,7 @@ def pipeline_definition() -> dict[str, Any]:
                     "unknown.$": "$.unknown",
                     "files": {f"{m}.$": f"$.{m}.files" for m in ALL_MODALITIES},
                     "features.$": "$.features",
+                    "training.$": "$.training",
                 },
                 Comment="Commits the run's quarantine records to ops.quarantine and writes the run summary",
                 Next="NotifyRun",

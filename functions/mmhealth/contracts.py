@@ -116,6 +116,17 @@ class RunConfig(_Model):
     radiomics: bool = True  # run the radiomics job after the imaging catalog step
     # An inconsistent DICOM series is quarantined only once no instance of it has arrived for this long.
     series_stable_seconds: int = Field(default=900, ge=0, le=7 * 86400)
+    # Training (AutoGluon, a SageMaker training job) after the features step. A run trains only when its
+    # dataset snapshot is still the newest after `training_settle_seconds` (a delivery arriving as several
+    # runs trains once, on the last one) and differs from the one the last model was trained on.
+    training: bool = True
+    training_settle_seconds: int = Field(default=120, ge=0, le=3600)
+    training_time_limit: int = Field(default=120, ge=5, le=24 * 3600)  # seconds per predictor
+    training_presets: str = "medium_quality"
+    training_hyperparameters: str | None = None  # AutoGluon hyperparameters (JSON); None = the presets'
+    training_seed: int = 42
+    training_test_size: float = Field(default=0.3, gt=0.05, lt=0.9)
+    training_bootstrap: int = Field(default=1000, ge=50, le=10000)
 
 
 class JobHandle(_Model):
@@ -190,6 +201,28 @@ class RadiomicsRun(PolledJob):
     @property
     def subject(self) -> str:
         return f"radiomics of run {self.run_id}"
+
+
+class TrainingRun(PolledJob):
+    """The training job of a run: output of StartTraining and of every PollTraining, then CatalogTraining.
+
+    No job (status COMPLETED, `skipped` says why) when training is off, there is no dataset, a newer run
+    has superseded this one's dataset, or the model of this dataset exists already.
+    """
+
+    run_id: str
+    dataset_id: str | None = None
+    dataset_uri: str | None = None
+    skipped: str | None = None
+    output_uri: str | None = None  # s3://<lake>/training/<run>/ (SageMaker adds <job>/output/...)
+    model_uri: str | None = None  # model.tar.gz: the predictors + model_card.json
+    report_uri: str | None = None  # report.html
+    metrics_uri: str | None = None  # metrics.json
+    headline: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # outcome -> auc, f1 (all)
+
+    @property
+    def subject(self) -> str:
+        return f"training of run {self.run_id}"
 
 
 class QuarantineRecord(_Model):

@@ -1,8 +1,10 @@
-"""Features step of a run: rebuild `features.clinical`, `features.labels` and `features.imaging`.
+"""Features step of a run: rebuild `features.clinical`, `features.labels`, `features.imaging` and
+`features.genomic`.
 
 Features are a function of the whole lakehouse, not of one run's files (a patient's index-date window
-spans deliveries), so each run that changed clinical or imaging data rebuilds them and replaces the tables
-whole, tagged with the run id like every other commit. Imaging features use the index dates of the labels.
+spans deliveries), so each run that changed clinical, imaging or genomic data rebuilds them and replaces the
+tables whole, tagged with the run id like every other commit. Imaging features use the index dates of the
+labels; genomic features need none (a germline genome does not change with time).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import EqualTo
 
 from mmhealth.clinical.schemas import LABEL_CODES
+from mmhealth.features import genomic
 from mmhealth.features.clinical import READ_COLUMNS, FeatureConfig, clinical_features
 from mmhealth.features.imaging import imaging_features
 from mmhealth.lakehouse.catalog import lakehouse_catalog, read_table, replace_all, replace_rows
 from mmhealth.observability import MetricUnit, logger, metrics
 
 
-def changed(branches: list[dict[str, Any]], modalities: tuple[str, ...] = ("clinical", "imaging")) -> bool:
+def changed(
+    branches: list[dict[str, Any]], modalities: tuple[str, ...] = ("clinical", "imaging", "genomic")
+) -> bool:
     """True when this run committed rows of one of `modalities` (otherwise the features cannot have changed)."""
     return any(
         branch.get("modality") in modalities
@@ -33,9 +40,9 @@ def changed(branches: list[dict[str, Any]], modalities: tuple[str, ...] = ("clin
 def rebuild_features(
     run_id: str, branches: list[dict[str, Any]], config: FeatureConfig | None = None
 ) -> dict[str, Any]:
-    """Recompute and commit the clinical features and labels; returns counts and label prevalence."""
+    """Recompute and commit the features and labels; returns counts and label prevalence."""
     if not changed(branches):
-        return {"skipped": True, "reason": "no clinical or imaging rows changed in this run"}
+        return {"skipped": True, "reason": "no clinical, imaging or genomic rows changed in this run"}
     catalog = lakehouse_catalog()
     # Only the columns the features read: whole clinical tables would not fit a Lambda's memory for long.
     tables = {
@@ -53,6 +60,9 @@ def rebuild_features(
     ]
     if imaging.num_rows:
         commits.append(replace_rows("features.imaging", imaging, run_id, replace_all, catalog))
+    genome = genomic_from_lakehouse(catalog)
+    if genome.num_rows:
+        commits.append(replace_rows("features.genomic", genome, run_id, replace_all, catalog))
     prevalence = label_prevalence(feature_set.labels)
     unlinked = unlinked_patients(tables)
     if unlinked:
@@ -62,16 +72,34 @@ def rebuild_features(
         )
     metrics.add_metric(name="FeaturePatients", unit=MetricUnit.Count, value=feature_set.features.num_rows)
     logger.info(
-        "features rebuilt", extra={"patients": feature_set.features.num_rows, "prevalence": prevalence}
+        "features rebuilt",
+        extra={
+            "patients": feature_set.features.num_rows,
+            "genomic_patients": genome.num_rows,
+            "prevalence": prevalence,
+        },
     )
     return {
         "patients": feature_set.features.num_rows,
         "imaging_patients": imaging.num_rows,
+        "genomic_patients": genome.num_rows,
         "feature_columns": feature_set.features.num_columns - 2,  # patient_id, index_date
         "prevalence": prevalence,
         "unlinked_patients": len(unlinked),
         "commits": [c.model_dump() for c in commits],
     }
+
+
+def genomic_from_lakehouse(catalog: Catalog) -> pa.Table:
+    """features.genomic from the genomic tables (no rows when there are none): PASS calls only, the
+    columns the features read."""
+    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
+    passed = EqualTo("filter", "PASS")  # type: ignore[call-arg, arg-type]
+    return genomic.genomic_features(
+        read_table("genomic.variants", catalog, genomic.READ_COLUMNS["genomic.variants"], passed),
+        read_table("genomic.clinvar", catalog, genomic.READ_COLUMNS["genomic.clinvar"]),
+        read_table("genomic.samples", catalog, genomic.READ_COLUMNS["genomic.samples"]),
+    )
 
 
 def unlinked_patients(tables: dict[str, pa.Table]) -> set[str]:

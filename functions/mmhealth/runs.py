@@ -26,6 +26,12 @@ def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig
         values["genomic_backend"] = cfg.genomic_backend
     if cfg.clinical_backend:
         values["clinical_backend"] = cfg.clinical_backend
+    if cfg.training_time_limit is not None:
+        values["training_time_limit"] = cfg.training_time_limit
+    if cfg.training_presets:
+        values["training_presets"] = cfg.training_presets
+    if cfg.training_settle_seconds is not None:
+        values["training_settle_seconds"] = cfg.training_settle_seconds
     values |= cfg.run_config
     values |= overrides or {}
     try:
@@ -66,6 +72,7 @@ def finalize(
     files: dict[str, int],
     cfg: Settings,
     features: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Commit the run's quarantine records to ops.quarantine, write and return the run summary.
 
@@ -101,24 +108,42 @@ def finalize(
             }
     for name, entry in modalities.items():
         entry.setdefault("files", files.get(name, 0))
-    features = features or {}
-    if "Error" in features:  # the Features step failed; its Catch put the error here
-        cause = short_cause(str(features.get("Cause", "")))
-        failures.append(f"features: {features['Error']}: {cause}")
-        features = {"status": "failed", "error": features["Error"], "cause": cause}
-    else:
-        features = features.get("result") or {"skipped": True}
+    features = _step_outcome("features", features, failures)
+    training = _step_outcome("training", training, failures)
     summary = {
         "run_id": run_id,
         "status": "FAILED" if failures else "SUCCEEDED",
         "finished_at": utc_now(),
         "modalities": modalities,
         "features": features,
+        "training": _training_summary(training),
         "quarantined": len(records),
         "unknown_files": unknown,
         "cause": "; ".join(failures) if failures else None,
     }
     storage.write_json(cfg.lake_bucket, RunPaths(run_id).summary, summary)
+    return summary
+
+
+def _step_outcome(step: str, outcome: dict[str, Any] | None, failures: list[str]) -> dict[str, Any]:
+    """A run-level step's {"result": ...}, or the error its Catch put there (recorded as a failure)."""
+    outcome = outcome or {}
+    if "Error" in outcome:
+        cause = short_cause(str(outcome.get("Cause", "")))
+        failures.append(f"{step}: {outcome['Error']}: {cause}")
+        return {"status": "failed", "error": outcome["Error"], "cause": cause}
+    result: dict[str, Any] = outcome.get("result") or {"skipped": True}
+    return result
+
+
+def _training_summary(training: dict[str, Any]) -> dict[str, Any]:
+    """What a reader of the run needs of its training: the artifacts and the headline metrics."""
+    if training.get("status") == "failed" or training.get("skipped") is True:
+        return training
+    keys = ("skipped", "dataset_id", "model_uri", "report_uri", "metrics_uri", "headline")
+    summary = {k: training[k] for k in keys if training.get(k) is not None}
+    if training.get("job"):
+        summary["job"] = training["job"].get("job_id")
     return summary
 
 

@@ -37,6 +37,12 @@ class Settings(BaseModel):
     radiomics_instance_count: int = Field(default=1, ge=1, le=100)
     radiomics_job_queue: str | None = None  # AWS Batch
     radiomics_job_definition: str | None = None  # AWS Batch
+    training_image_uri: str | None = None  # containers/training, or AWS's AutoGluon training image
+    training_role_arn: str | None = None  # the SageMaker training execution role
+    training_instance_type: str = "ml.m5.2xlarge"
+    training_time_limit: int | None = None  # TRAINING_TIME_LIMIT -> RunConfig.training_time_limit
+    training_presets: str | None = None  # TRAINING_PRESETS -> RunConfig.training_presets
+    training_settle_seconds: int | None = None  # TRAINING_SETTLE_SECONDS -> RunConfig
     run_config: dict[str, object] = Field(default_factory=dict)  # RUN_CONFIG: JSON overrides
 
 
@@ -67,6 +73,14 @@ def settings() -> Settings:
             radiomics_instance_count=int(env.get("RADIOMICS_INSTANCE_COUNT") or "1"),
             radiomics_job_queue=env.get("RADIOMICS_JOB_QUEUE") or None,
             radiomics_job_definition=env.get("RADIOMICS_JOB_DEFINITION") or None,
+            training_image_uri=env.get("TRAINING_IMAGE_URI") or None,
+            training_role_arn=env.get("TRAINING_ROLE_ARN") or None,
+            training_instance_type=env.get("TRAINING_INSTANCE_TYPE") or "ml.m5.2xlarge",
+            training_time_limit=int(env["TRAINING_TIME_LIMIT"]) if env.get("TRAINING_TIME_LIMIT") else None,
+            training_presets=env.get("TRAINING_PRESETS") or None,
+            training_settle_seconds=(
+                int(env["TRAINING_SETTLE_SECONDS"]) if env.get("TRAINING_SETTLE_SECONDS") else None
+            ),
             run_config=json.loads(env.get("RUN_CONFIG") or "{}"),
         )
     except (ValidationError, ValueError) as exc:

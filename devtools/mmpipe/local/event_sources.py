@@ -123,6 +123,7 @@ class SqsPoller:
         self._poll_wait = poll_wait_seconds
         self._on_batch = on_batch
         self._stop = threading.Event()
+        self._held = threading.Event()
         self._state = threading.Condition()
         self._in_flight = False
         self._thread = threading.Thread(target=self._run, name=f"sqs-poller-{source.uuid[:8]}", daemon=True)
@@ -135,6 +136,13 @@ class SqsPoller:
         """Finish the batch in flight (if any), then stop; a receive in progress ends within 1 s."""
         self._stop.set()
         self._thread.join(timeout)
+
+    def hold(self) -> None:
+        """Receive nothing more until `release` (a batch in flight finishes): messages pile up in the queue."""
+        self._held.set()
+
+    def release(self) -> None:
+        self._held.clear()
 
     @property
     def idle(self) -> bool:
@@ -156,6 +164,9 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._held.is_set():
+                time.sleep(0.1)
+                continue
             try:
                 self._poll_once()
             except Exception as error:  # keep polling: one failed call must not stop the event source

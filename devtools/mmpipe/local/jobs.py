@@ -1,23 +1,31 @@
-"""SageMaker Processing and AWS Batch jobs, answered locally by running the job's entry point in a subprocess.
+"""SageMaker Processing / Training and AWS Batch jobs, answered locally by running the job's entry point in a
+subprocess.
 
 botocore `before-call` hooks (the mechanism of invoker.py) answer CreateProcessingJob /
-DescribeProcessingJob (SageMaker) and SubmitJob / DescribeJobs / ListJobs (Batch) for every boto3 session
-created after `register_job_hooks()`, while a `LocalJobs` is installed. The container image is not run:
-its entry point (`python -m radiomics_job`, from containers/radiomics) runs on this machine's CPU with
-the SageMaker path conventions mapped to a temp folder - each S3Prefix input downloaded to the local
-copy of its LocalPath, the output folder uploaded to its S3Uri when the process exits 0 (S3UploadMode
-EndOfJob) - or, for Batch, with the job's own command (the job reads and writes S3 itself). The
-subprocess reaches S3 through AWS_ENDPOINT_URL, the local moto server. Describe reports InProgress /
-RUNNING until the process ends, then Completed / SUCCEEDED or Failed / FAILED with the end of its stderr.
+DescribeProcessingJob and CreateTrainingJob / DescribeTrainingJob (SageMaker) and SubmitJob / DescribeJobs /
+ListJobs (Batch) for every boto3 session created after `register_job_hooks()`, while a `LocalJobs` is
+installed. Container images are not run: their entry points run on this machine's CPU with the SageMaker
+path conventions mapped to a temp folder.
+- Processing (`python -m radiomics_job`, containers/radiomics): each S3Prefix input downloaded to the local
+  copy of its LocalPath, the output folder uploaded to its S3Uri when the process exits 0 (EndOfJob).
+- Training (`python -m training_job train`, containers/training): each channel downloaded to
+  /opt/ml/input/data/<channel>, HyperParameters written to /opt/ml/input/config/hyperparameters.json; on
+  exit 0 /opt/ml/model is uploaded as <S3OutputPath>/<job>/output/model.tar.gz and /opt/ml/output/data as
+  .../output/output.tar.gz, as SageMaker does; a failed job's reason is /opt/ml/output/failure.
+- Batch: the job's own command (the job reads and writes S3 itself).
+The subprocess reaches S3 through AWS_ENDPOINT_URL, the local moto server. Describe reports InProgress /
+RUNNING until the process ends, then Completed / SUCCEEDED or Failed / FAILED with the failure reason.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 import uuid
 from collections.abc import Mapping
@@ -35,11 +43,14 @@ log = logging.getLogger(__name__)
 _OPERATIONS = {
     "before-call.sagemaker.CreateProcessingJob": "create_processing_job",
     "before-call.sagemaker.DescribeProcessingJob": "describe_processing_job",
+    "before-call.sagemaker.CreateTrainingJob": "create_training_job",
+    "before-call.sagemaker.DescribeTrainingJob": "describe_training_job",
     "before-call.batch.SubmitJob": "submit_job",
     "before-call.batch.DescribeJobs": "describe_jobs",
     "before-call.batch.ListJobs": "list_jobs",
 }
 ENTRY_POINT = "radiomics_job"
+TRAINING_ENTRY_POINT = "training_job"
 _STDERR_TAIL = 1500  # characters of a failed job's stderr kept as its failure reason
 
 
@@ -55,7 +66,7 @@ class JobRequestError(Exception):
 class LocalJob:
     name: str
     job_id: str
-    kind: str  # "processing" | "batch"
+    kind: str  # "processing" | "training" | "batch"
     request: dict[str, Any]
     created: datetime
     status: str = "running"  # running | succeeded | failed
@@ -131,7 +142,7 @@ class LocalJobs:
             for item in outputs:
                 _upload_folder(_local_path(folder, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
 
-        self._run(job, args, after=upload)
+        self._run(job, self._radiomics_command(args), after=upload)
         return {"ProcessingJobArn": self._arn("sagemaker", f"processing-job/{name}")}
 
     def describe_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -149,13 +160,56 @@ class LocalJobs:
             described["FailureReason"] = job.reason
         return described
 
+    def create_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["TrainingJobName"]
+        job = self._register(name, name, "training", request)
+        root = _local_path(self.workdir / name, "/opt/ml")
+        for channel in request.get("InputDataConfig", []):
+            source = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            _download_prefix(source, root / "input" / "data" / channel["ChannelName"])
+        config = root / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
+        for folder in ("model", "output/data"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        output = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/"
+
+        def upload() -> None:
+            _upload_tarball(root / "model", f"{output}model.tar.gz")
+            _upload_tarball(root / "output" / "data", f"{output}output.tar.gz")
+
+        command = [sys.executable, "-m", TRAINING_ENTRY_POINT, "train", "--ml-root", str(root)]
+        self._run(job, command, after=upload, failure_file=root / "output" / "failure")
+        return {"TrainingJobArn": self._arn("sagemaker", f"training-job/{name}")}
+
+    def describe_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._get(request["TrainingJobName"], "training")
+        status = {"running": "InProgress", "succeeded": "Completed", "failed": "Failed"}[job.status]
+        output = f"{job.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job.name}/output/"
+        described: dict[str, Any] = {
+            **{k: job.request[k] for k in ("TrainingJobName", "AlgorithmSpecification", "ResourceConfig")},
+            "TrainingJobArn": self._arn("sagemaker", f"training-job/{job.name}"),
+            "TrainingJobStatus": status,
+            "SecondaryStatus": {"running": "Training", "succeeded": "Completed", "failed": "Failed"}[
+                job.status
+            ],
+            "HyperParameters": job.request.get("HyperParameters", {}),
+            "ModelArtifacts": {"S3ModelArtifacts": f"{output}model.tar.gz"},
+            "CreationTime": job.created,
+        }
+        if job.ended is not None:
+            described["TrainingEndTime"] = job.ended
+        if job.reason:
+            described["FailureReason"] = job.reason
+        return described
+
     # --- Batch -------------------------------------------------------------------------------------------
 
     def submit_job(self, request: dict[str, Any]) -> dict[str, Any]:
         job_id = str(uuid.uuid4())
         job = self._register(job_id, request["jobName"], "batch", request)
         command = list(request.get("containerOverrides", {}).get("command", []))
-        self._run(job, command)
+        self._run(job, self._radiomics_command(command))
         return {"jobArn": self._arn("batch", f"job/{job_id}"), "jobName": job.name, "jobId": job_id}
 
     def describe_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -195,11 +249,11 @@ class LocalJobs:
 
     def _register(self, key: str, name: str, kind: str, request: dict[str, Any]) -> LocalJob:
         with self._lock:
-            if kind == "processing" and key in self._jobs:
+            if kind in ("processing", "training") and key in self._jobs:
                 raise JobRequestError(
-                    "ValidationException",
+                    "ValidationException" if kind == "processing" else "ResourceInUse",
                     f"Job name must be unique within an AWS account and region, and a job with this name "
-                    f"already exists ({self._arn('sagemaker', f'processing-job/{name}')})",
+                    f"already exists ({self._arn('sagemaker', f'{kind}-job/{name}')})",
                 )
             job = self._jobs[key] = LocalJob(name, key, kind, request, datetime.now(UTC))
             return job
@@ -210,8 +264,8 @@ class LocalJobs:
             raise JobRequestError("ValidationException", f"Could not find job {key!r}")
         return job
 
-    def _run(self, job: LocalJob, args: list[str], after: Any = None) -> None:
-        command = [
+    def _radiomics_command(self, args: list[str]) -> list[str]:
+        return [
             sys.executable,
             "-m",
             self.entry_point,
@@ -221,6 +275,10 @@ class LocalJobs:
             "--device",
             "cpu",
         ]
+
+    def _run(
+        self, job: LocalJob, command: list[str], after: Any = None, failure_file: Path | None = None
+    ) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(self.code_dir), os.environ.get("PYTHONPATH", "")]),
@@ -239,7 +297,10 @@ class LocalJobs:
                     job.status, job.reason = "failed", f"uploading the output failed: {exc}"
             else:
                 job.status = "failed"
-                job.reason = f"exit code {done.returncode}: {done.stderr[-_STDERR_TAIL:].strip()}"
+                stated = failure_file.read_text().strip() if failure_file and failure_file.is_file() else ""
+                job.reason = stated[:_STDERR_TAIL] or (
+                    f"exit code {done.returncode}: {done.stderr[-_STDERR_TAIL:].strip()}"
+                )
             job.ended = datetime.now(UTC)
             log.info("local %s job %s %s", job.kind, job.name, job.status)
 
@@ -296,6 +357,16 @@ def _upload_folder(local: Path, uri: str) -> None:
             else path.relative_to(local).as_posix()
         )
         s3.upload_file(str(path), bucket, key)
+
+
+def _upload_tarball(local: Path, uri: str) -> None:
+    """`local`'s files as a gzipped tar (paths relative to it), as SageMaker uploads a training job's output."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            archive.add(path, arcname=path.relative_to(local).as_posix())
+    bucket, key = _split(uri)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
 
 def register_job_hooks() -> None:

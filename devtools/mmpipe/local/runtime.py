@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,8 +51,14 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
-# Local defaults: short first poll waits. Anything here can be overridden with `parameters=`.
-LOCAL_PARAMETERS: dict[str, str | int | float] = {"Stage": "dev", "PollSeconds": 1}
+# Local defaults: short first poll waits, a short settle before the training gate (uploads are done when
+# the runs start) and small training fits. Anything here can be overridden with `parameters=`.
+LOCAL_PARAMETERS: dict[str, str | int | float] = {
+    "Stage": "dev",
+    "PollSeconds": 1,
+    "TrainingSettleSeconds": 5,
+    "TrainingTimeLimit": 20,
+}
 
 _TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _running: LocalRuntime | None = None
@@ -368,6 +374,19 @@ class LocalRuntime:
             "ETag": response["ETag"],
             "VersionId": response.get("VersionId"),
         }
+
+    @contextlib.contextmanager
+    def events_held(self) -> Iterator[None]:
+        """Within the block the event sources receive nothing, so a whole delivery queues up and then
+        forms batches of BatchSize, as a fast upload does in the cloud (a slow local upload would
+        otherwise make one small batch, and one run, per batching window)."""
+        for poller in self._pollers:
+            poller.hold()
+        try:
+            yield
+        finally:
+            for poller in self._pollers:
+                poller.release()
 
     def event_sources_idle(self) -> bool:
         """True when every event-source queue is empty and no batch is in flight (see `drain`)."""

@@ -1,8 +1,10 @@
 """Genomic modality: per-file conversion, the optional HealthOmics backend, and row ownership.
 
 `genomic.variants` rows are owned by their sample: a newly delivered callset for a sample replaces that
-sample's previous rows (so re-delivering a VCF never doubles them). `genomic.clinvar` is a release: a new
-annotation VCF replaces the table.
+sample's previous rows (so re-delivering a VCF never doubles them). `genomic.samples` records every sample
+column of every genotype VCF, so a sample that carries no ALT allele (no variant row) is still known to have
+been genotyped; it is owned by sample too. `genomic.clinvar` is a release: a new annotation VCF replaces
+the table.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ from mmhealth.observability import logger
 from mmhealth.settings import settings
 
 VARIANTS = "genomic.variants"
+SAMPLES = "genomic.samples"
 CLINVAR = "genomic.clinvar"
 
 
 def convert_vcf(file: ManifestFile, path: Path, run_id: str) -> Converted:
-    """A genotype VCF -> genomic.variants rows; an annotation VCF -> genomic.clinvar rows (all or nothing)."""
+    """A genotype VCF -> genomic.variants and genomic.samples rows; an annotation VCF -> genomic.clinvar
+    rows (all or nothing)."""
     lineage = {"source_key": file.object.key, "object_id": file.object.object_id, "run_id": run_id}
     if file.kind == "annotation":
         return Converted({CLINVAR: vcf.read_clinvar(path, **lineage)})
-    return Converted({VARIANTS: vcf.read_genotypes(path, **lineage)})
+    callset = vcf.read_callset(path, **lineage)
+    return Converted({VARIANTS: callset.variants, SAMPLES: callset.samples})
 
 
 def samples_of(rows: pa.Table) -> BooleanExpression:
@@ -40,7 +45,7 @@ def samples_of(rows: pa.Table) -> BooleanExpression:
     return In("sample_id", sorted(pc.unique(rows["sample_id"]).to_pylist()))  # type: ignore[call-arg, arg-type]
 
 
-OWNERS: dict[str, OwnedBy] = {VARIANTS: samples_of, CLINVAR: replace_all}
+OWNERS: dict[str, OwnedBy] = {VARIANTS: samples_of, SAMPLES: samples_of, CLINVAR: replace_all}
 
 
 def start_backend_import(

@@ -1,4 +1,4 @@
-"""VCF files -> Arrow tables of the genomic lakehouse (`genomic.variants`, `genomic.clinvar`). Pure, no S3.
+"""VCF files -> Arrow tables of the genomic lakehouse (`genomic.variants`, `.samples`, `.clinvar`). Pure, no S3.
 
 A file is accepted whole or rejected whole: the pipeline quarantines files, so a broken record anywhere
 raises `InvalidInputError` before a single row is returned. Reading is two passes over the file:
@@ -50,12 +50,12 @@ import pyarrow as pa
 
 from mmhealth.compression import gzip_damage_is_invalid_input
 from mmhealth.errors import InvalidInputError
-from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_VARIANTS, Lineage
+from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_SAMPLES, GENOMIC_VARIANTS, Lineage
 
 if TYPE_CHECKING:
     from cyvcf2 import VCF
 
-__all__ = ["is_annotation_header", "read_clinvar", "read_genotypes"]
+__all__ = ["Callset", "is_annotation_header", "read_callset", "read_clinvar", "read_genotypes"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,21 @@ def read_genotypes(path: Path, *, source_key: str, object_id: str, run_id: str) 
     Raises InvalidInputError (empty-file, truncated-gzip, vcf-header, vcf-no-samples, vcf-record) for any
     problem anywhere in the file; never returns a partial table.
     """
+    return read_callset(path, source_key=source_key, object_id=object_id, run_id=run_id).variants
+
+
+@dataclass(frozen=True)
+class Callset:
+    """What a genotype VCF gives the lakehouse: its variant rows, and one row per sample of its header."""
+
+    variants: pa.Table  # GENOMIC_VARIANTS
+    samples: pa.Table  # GENOMIC_SAMPLES, in header order
+
+
+def read_callset(path: Path, *, source_key: str, object_id: str, run_id: str) -> Callset:
+    """`read_genotypes`' rows plus a `GENOMIC_SAMPLES` row for every sample column, those without a single
+    ALT allele included (they have no variant row, yet the VCF says they were genotyped). Raises like
+    `read_genotypes`."""
     layout = _scan_layout(path)
     if not layout.samples:
         raise InvalidInputError("vcf-no-samples", "the VCF has no sample columns: no genotypes to ingest")
@@ -107,7 +122,21 @@ def read_genotypes(path: Path, *, source_key: str, object_id: str, run_id: str) 
     def batches(vcf: VCF, htslib: _HtslibLog) -> Iterator[pa.RecordBatch]:
         return _genotype_batches(vcf, layout, wanted, lineage, htslib)
 
-    return _convert(path, GENOMIC_VARIANTS, batches, source_key)
+    variants = _convert(path, GENOMIC_VARIANTS, batches, source_key)
+    return Callset(variants=variants, samples=_sample_rows(layout, variants, lineage))
+
+
+def _sample_rows(layout: VcfLayout, variants: pa.Table, lineage: Lineage) -> pa.Table:
+    counts = variants["sample_id"].value_counts()
+    rows_of = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    samples = layout.samples
+    columns = [
+        pa.array(samples, type=pa.string()),
+        pa.array([layout.records] * len(samples), type=pa.int64()),
+        pa.array([rows_of.get(s, 0) for s in samples], type=pa.int64()),
+        *lineage.columns(len(samples)),
+    ]
+    return pa.Table.from_arrays(columns, schema=GENOMIC_SAMPLES)
 
 
 def read_clinvar(path: Path, *, source_key: str, object_id: str, run_id: str) -> pa.Table:

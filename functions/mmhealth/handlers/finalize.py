@@ -22,6 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         {k: int(v) for k, v in (event.get("files") or {}).items()},
         settings(),
         event.get("features"),
+        event.get("training"),
     )
     logger.info("run finalized", extra={"status": summary["status"], "quarantined": summary["quarantined"]})
     return summary

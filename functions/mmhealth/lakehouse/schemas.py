@@ -68,6 +68,17 @@ GENOMIC_CLINVAR = pa.schema(
     ]
 )
 
+# One row per sample x genotype VCF: which samples a callset had, including those that carry no ALT allele
+# (and so have no genomic.variants row). Owned by sample, like genomic.variants.
+GENOMIC_SAMPLES = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),  # a #CHROM-line sample column (= Patient.id)
+        pa.field("vcf_records", pa.int64(), nullable=False),  # data records (sites) in the VCF
+        pa.field("variant_rows", pa.int64(), nullable=False),  # genomic.variants rows it gave the sample
+        *LINEAGE,
+    ]
+)
+
 OPS_QUARANTINE = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
@@ -101,13 +112,33 @@ FEATURES_RADIOMICS = pa.schema(
         pa.field("params_version", pa.string(), nullable=False),
         pa.field("device", pa.string()),
         pa.field("seconds", pa.float64()),
+        pa.field("instances_digest", pa.string()),  # imaging.series.instances_digest computed on
         *LINEAGE,
+    ]
+)
+
+# One row per trained model x metric: every training run's evaluation (outcome x modality set, the
+# label-shuffle control as modality set "control"), with bootstrap 95% confidence intervals.
+FEATURES_METRICS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("dataset_id", pa.string(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),
+        pa.field("modality_set", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),  # accuracy, balanced_accuracy, precision, ...
+        pa.field("value", pa.float64()),
+        pa.field("ci_low", pa.float64()),
+        pa.field("ci_high", pa.float64()),
+        pa.field("n_train", pa.int64()),
+        pa.field("n_test", pa.int64()),
     ]
 )
 
 TABLES: dict[str, pa.Schema] = {
     "genomic.variants": GENOMIC_VARIANTS,
     "genomic.clinvar": GENOMIC_CLINVAR,
+    "genomic.samples": GENOMIC_SAMPLES,
     "ops.quarantine": OPS_QUARANTINE,
     "features.radiomics": FEATURES_RADIOMICS,
+    "features.metrics": FEATURES_METRICS,
 }

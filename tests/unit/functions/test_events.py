@@ -8,8 +8,10 @@ files (tests/data/delivery), so an event that drifts from the code fails here.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
 from types import SimpleNamespace
 from typing import Any
 
@@ -99,13 +101,14 @@ def test_the_event_chain_runs_through_every_handler(
     # one staged part per table of the chunk: variants (2 VCFs) and clinvar
     assert (imported["status"], imported["parts"], imported["rows"], imported["quarantined"]) == (
         "COMPLETED",
-        2,
-        9,
+        3,
+        11,
         0,
     )
     catalogued = _invoke(handlers["genomic_catalog"], _event("genomic_catalog"), lambda_context)
     assert {c["table"]: c["rows_added"] for c in catalogued["commits"]} == {
         "genomic.variants": 7,
+        "genomic.samples": 2,
         "genomic.clinvar": 2,
     }
 
@@ -138,6 +141,13 @@ def test_the_event_chain_runs_through_every_handler(
     assert features["patients"] == 2
     assert features["prevalence"]["hypertension"]["positives"] == 1
     assert features["unlinked_patients"] == 0
+    assert features["genomic_patients"] == 2
+    assert (features["dataset"]["rows"], features["dataset"]["run_id"]) == (2, run_id)
+
+    # training: the gate passes (this run wrote the newest snapshot), the job is started on SageMaker
+    # (Stubber), polled, and its output (as SageMaker tars it) catalogued into features.metrics
+    trained = _training_chain(handlers, dev_account, lambda_context, monkeypatch)
+    assert trained["headline"]["hypertension"] == {"roc_auc": 0.75, "f1": 0.5}
 
     finalized = _invoke(handlers["finalize"], _event("finalize"), lambda_context)
     # notes.txt (quarantined by the trigger) and the broken NDJSON line
@@ -216,6 +226,64 @@ def _radiomics_chain(
     storage.write_json(account.lake_dev, key, result)
     catalog = {**polled, "status": "COMPLETED"}
     return _invoke(handlers["radiomics_catalog"], catalog, context)
+
+
+def _training_chain(
+    handlers: dict[str, str], account: SimpleNamespace, context: Any, monkeypatch: Any
+) -> Any:
+    """training_start -> training_poll -> training_catalog, SageMaker stubbed, the job's output emulated."""
+    start, polled_event = _event("training_start"), _event("training_poll")
+    job, output = polled_event["job"]["job_id"], polled_event["output_uri"]
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmpipe-training:1"
+    monkeypatch.setenv("TRAINING_IMAGE_URI", image)
+    monkeypatch.setenv("TRAINING_ROLE_ARN", "arn:aws:iam::123456789012:role/mmpipe-dev-TrainingJobRole")
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(sagemaker)
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}"
+    stubber.add_response("create_training_job", {"TrainingJobArn": arn})
+    described = {
+        "TrainingJobName": job, "TrainingJobArn": arn, "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed", "CreationTime": "2026-11-21T09:35:00Z",
+        "ModelArtifacts": {"S3ModelArtifacts": f"{output}{job}/output/model.tar.gz"},
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.m5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 7200},
+    }  # fmt: skip
+    stubber.add_response("describe_training_job", described, {"TrainingJobName": job})
+    real_client = storage.client
+    monkeypatch.setattr(storage, "client", lambda s: sagemaker if s == "sagemaker" else real_client(s))
+    with stubber:
+        started = _invoke(handlers["training_start"], start, context)
+        polled = _invoke(handlers["training_poll"], started, context)
+    stubber.assert_no_pending_responses()
+    assert (started["status"], started["job"]) == ("IN_PROGRESS", {"backend": "sagemaker", "job_id": job})
+    assert polled["status"] == "COMPLETED"
+    metrics = {
+        "all_modalities_set": "clinical+genomic+imaging",
+        "outcomes": {
+            "hypertension": {
+                "sets": {
+                    "clinical+genomic+imaging": {
+                        "metrics": {
+                            "roc_auc": {"value": 0.75, "ci_low": 0.5, "ci_high": 1.0},
+                            "f1": {"value": 0.5, "ci_low": 0.0, "ci_high": 1.0},
+                        },
+                        "n_train": 1,
+                        "n_test": 1,
+                    }
+                }
+            }
+        },
+    }
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        body = json.dumps(metrics).encode()
+        info = tarfile.TarInfo("metrics.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    bucket, _, prefix = output.removeprefix("s3://").partition("/")
+    account.s3.put_object(Bucket=bucket, Key=f"{prefix}{job}/output/output.tar.gz", Body=archive.getvalue())
+    return _invoke(handlers["training_catalog"], _event("training_catalog"), context)
 
 
 def test_the_poll_event_reads_the_healthomics_job(
@@ -304,6 +372,6 @@ def test_with_the_healthomics_backend_the_import_starts_a_job_and_hands_over_to_
         status = _invoke(handlers["genomic_import"], event, lambda_context)
 
     # Then the lakehouse parts are staged and the chunk waits for the job
-    assert (status["status"], status["parts"], status["wait_seconds"]) == ("IN_PROGRESS", 2, 5)
+    assert (status["status"], status["parts"], status["wait_seconds"]) == ("IN_PROGRESS", 3, 5)
     assert status["job"] == {"backend": "healthomics", "job_id": "4842b5fa-2c39-4e0e-9c7a-1b2a3c4d5e6f"}
     stubber.assert_no_pending_responses()

@@ -1,0 +1,1 @@
+"""Training: the dataset snapshot (features joined with labels) and the AutoGluon training job."""

@@ -1,0 +1,228 @@
+"""The training dataset snapshot: features of every modality joined with the labels, versioned in S3.
+
+    snapshot = build_snapshot(run_id)          # reads features.*, writes s3://<lake>/datasets/<id>/
+
+One row per patient with labels (`features.labels`): the four outcome columns (null = not eligible for that
+outcome), then every feature column prefixed by its modality - `clinical__<name>`, `genomic__<name>`,
+`imaging__<name>`. A patient without a modality's features has nulls in all of its columns (missing, never
+zero: AutoGluon handles missing values, and a zero would claim a measurement). Identifiers and dates that
+are not features (index_date, the imaging series uid) are left out.
+
+The snapshot id is the sha256 of the joined table's content (Arrow IPC of the rows sorted by patient), so the
+same lakehouse state gives the same id and a run whose features did not change trains nothing new. Files:
+- `dataset.parquet`  the rows;
+- `manifest.json`    id, run, created, rows, outcomes, columns per modality, patients per modality, label
+                     prevalence (the training job and the report read it);
+- `patients.json`    per patient, for the report's patient view: clinical timeline (conditions,
+                     medications, encounters; dates and codes only), variants of note (ClinVar pathogenic or
+                     likely pathogenic alleles carried) and region volumes from radiomics.
+`datasets/latest.json` names the newest snapshot and the run that wrote it (the training gate reads it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from mmhealth import storage
+from mmhealth.clinical.schemas import LABEL_CODES
+from mmhealth.features.genomic import is_pathogenic
+from mmhealth.lakehouse.catalog import read_table
+from mmhealth.observability import logger
+from mmhealth.settings import settings
+
+OUTCOMES = tuple(LABEL_CODES)
+MODALITY_TABLES = {
+    "clinical": "features.clinical",
+    "genomic": "features.genomic",
+    "imaging": "features.imaging",
+}
+NOT_FEATURES = {"patient_id", "index_date", "series_uid", "run_id", "object_id", "source_key"}
+LATEST = "datasets/latest.json"
+TIMELINE_EVENTS_PER_PATIENT = 60
+
+
+class DatasetSnapshot(BaseModel):
+    dataset_id: str
+    uri: str  # s3://<lake>/datasets/<id>/
+    run_id: str
+    created_at: str
+    rows: int
+    patients_per_modality: dict[str, int]
+    prevalence: dict[str, dict[str, float | int]]
+
+
+def prefix(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}/"
+
+
+def join_features(
+    labels: pa.Table, features: dict[str, pa.Table | None]
+) -> tuple[pa.Table, dict[str, list[str]]]:
+    """labels (patient_id + outcomes) left-joined with each modality's features, columns prefixed."""
+    table = labels.select(["patient_id", *[o for o in OUTCOMES if o in labels.column_names]])
+    columns: dict[str, list[str]] = {}
+    for modality, rows in features.items():
+        if rows is None or rows.num_rows == 0:
+            columns[modality] = []
+            continue
+        keep = [c for c in rows.column_names if c not in NOT_FEATURES]
+        renamed = rows.select(["patient_id", *keep]).rename_columns(
+            ["patient_id", *[f"{modality}__{c}" for c in keep]]
+        )
+        table = table.join(renamed, "patient_id", join_type="left outer")
+        columns[modality] = [f"{modality}__{c}" for c in keep]
+    return table.sort_by("patient_id"), columns
+
+
+def content_id(table: pa.Table) -> str:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()[:24]
+
+
+def patients_per_modality(table: pa.Table, columns: dict[str, list[str]]) -> dict[str, int]:
+    """Patients with at least one non-null feature of each modality."""
+    counts = {}
+    for modality, names in columns.items():
+        present = pa.array([False] * table.num_rows)
+        for name in names:
+            present = pc.or_(present, pc.is_valid(table[name]))
+        counts[modality] = int(pc.sum(present).as_py() or 0) if names else 0
+    return counts
+
+
+def prevalence(table: pa.Table) -> dict[str, dict[str, float | int]]:
+    result: dict[str, dict[str, float | int]] = {}
+    for outcome in OUTCOMES:
+        if outcome not in table.column_names:
+            continue
+        column = table[outcome]
+        eligible = len(column) - column.null_count
+        positives = int(pc.sum(column).as_py() or 0)
+        result[outcome] = {
+            "eligible": eligible,
+            "positives": positives,
+            "prevalence": round(positives / eligible, 4) if eligible else 0.0,
+        }
+    return result
+
+
+def build_snapshot(run_id: str) -> DatasetSnapshot | None:
+    """Join the feature tables into a snapshot in S3; None when there are no labels yet."""
+    labels = read_table("features.labels")
+    if labels is None or labels.num_rows == 0:
+        return None
+    features = {m: read_table(name) for m, name in MODALITY_TABLES.items()}
+    table, columns = join_features(labels, features)
+    dataset_id = content_id(table)
+    lake = settings().lake_bucket
+    created = datetime.now(UTC).isoformat()
+    snapshot = DatasetSnapshot(
+        dataset_id=dataset_id,
+        uri=f"s3://{lake}/{prefix(dataset_id)}",
+        run_id=run_id,
+        created_at=created,
+        rows=table.num_rows,
+        patients_per_modality=patients_per_modality(table, columns),
+        prevalence=prevalence(table),
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.client("s3").put_object(
+        Bucket=lake, Key=f"{prefix(dataset_id)}dataset.parquet", Body=buffer.getvalue()
+    )
+    manifest = {
+        **snapshot.model_dump(),
+        "outcomes": [o for o in OUTCOMES if o in table.column_names],
+        "modalities": columns,
+    }
+    storage.write_json(lake, f"{prefix(dataset_id)}manifest.json", manifest)
+    storage.write_json(
+        lake, f"{prefix(dataset_id)}patients.json", patient_views(table["patient_id"].to_pylist())
+    )
+    storage.write_json(lake, LATEST, {"dataset_id": dataset_id, "run_id": run_id, "created_at": created})
+    logger.info(
+        "dataset snapshot written",
+        extra={"dataset_id": dataset_id, "rows": table.num_rows, **snapshot.patients_per_modality},
+    )
+    return snapshot
+
+
+# ------------------------------------------------------------------------------------------ patient views
+
+
+def patient_views(patient_ids: list[str]) -> list[dict[str, Any]]:
+    """The report's patient view: per patient, timeline events, variants of note and region volumes."""
+    views: dict[str, dict[str, Any]] = {
+        p: {"patient_id": p, "timeline": [], "variants": [], "radiomics": {}} for p in patient_ids
+    }
+    for kind, table, date_column, code_prefix in (
+        ("condition", "clinical.condition", "onset_at", "code"),
+        ("medication", "clinical.medication_request", "authored_at", "medication"),
+        ("encounter", "clinical.encounter", "period_start", "type"),
+    ):
+        rows = read_table(
+            table, columns=["patient_id", date_column, f"{code_prefix}_code", f"{code_prefix}_display"]
+        )
+        for row in rows.to_pylist() if rows is not None else []:
+            view = views.get(row["patient_id"])
+            if view is None or row[date_column] is None:
+                continue
+            view["timeline"].append(
+                {
+                    "date": row[date_column].date().isoformat(),
+                    "kind": kind,
+                    "code": row[f"{code_prefix}_code"],
+                    "display": row[f"{code_prefix}_display"],
+                }
+            )
+    for view in views.values():
+        view["timeline"] = sorted(view["timeline"], key=lambda e: e["date"])[-TIMELINE_EVENTS_PER_PATIENT:]
+    for variant in _variants_of_note():
+        view = views.get(variant.pop("patient_id"))
+        if view is not None:
+            view["variants"].append(variant)
+    imaging = read_table("features.imaging")
+    for row in imaging.to_pylist() if imaging is not None else []:
+        view = views.get(row["patient_id"])
+        if view is not None:
+            view["radiomics"] = {
+                region: {"volume_ml": row.get(f"{region}_volume_ml")} for region in ("lesion", "hippocampus")
+            }
+    return list(views.values())
+
+
+def _variants_of_note() -> list[dict[str, Any]]:
+    """PASS alleles carried that ClinVar calls pathogenic or likely pathogenic (features.genomic's rule)."""
+    variants = read_table(
+        "genomic.variants",
+        columns=["sample_id", "chrom", "pos", "ref", "alt", "variant_id", "filter", "zygosity"],
+    )
+    clinvar = read_table(
+        "genomic.clinvar", columns=["chrom", "pos", "ref", "alt", "gene", "clinical_significance"]
+    )
+    if variants is None or clinvar is None:
+        return []
+    significance = clinvar["clinical_significance"].to_pylist()
+    clinvar = clinvar.filter(pa.array([bool(s) and is_pathogenic(s) for s in significance]))
+    variants = variants.filter(pc.equal(variants["filter"], "PASS"))
+    joined = variants.join(clinvar, ["chrom", "pos", "ref", "alt"], join_type="inner")
+    return [
+        {
+            "patient_id": r["sample_id"],
+            "gene": r["gene"],
+            "variant": r["variant_id"] or f"{r['chrom']}:{r['pos']} {r['ref']}>{r['alt']}",
+            "significance": r["clinical_significance"],
+            "zygosity": r["zygosity"],
+        }
+        for r in joined.to_pylist()
+    ]

@@ -1,0 +1,285 @@
+"""The training job of a run: the dataset snapshot in, a SageMaker training job (AutoGluon), metrics out.
+
+Contract with the job (containers/training, `python -m training_job`; SageMaker training conventions):
+- input channel `dataset`: s3://<lake>/datasets/<id>/ (dataset.parquet, manifest.json, patients.json);
+- hyperparameters (strings): time_limit, presets, seed, test_size, bootstrap, hyperparameters (optional);
+- output: SageMaker tars /opt/ml/model into <S3OutputPath>/<job>/output/model.tar.gz (the predictors and
+  model_card.json) and /opt/ml/output/data into .../output/output.tar.gz (metrics.json, report.html,
+  leaderboard.csv, feature_importance.csv, predictions.parquet); a failure's reason is the job's
+  FailureReason (the job writes /opt/ml/output/failure).
+
+The training gate (StartTraining runs after a Wait of `training_settle_seconds`): a run trains only when
+the newest dataset snapshot (`datasets/latest.json`) is its own and no model of that snapshot exists - a
+delivery arriving as several runs trains once, on the run that built features last. Started and polled
+here, never `.sync`; locally the runtime answers CreateTrainingJob/DescribeTrainingJob by running the same
+entry point in a subprocess.
+
+Idempotency: the job name derives from the run id; a retried start that finds the name taken adopts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from typing import Any, Literal
+
+import pyarrow as pa
+from botocore.exceptions import ClientError
+
+from mmhealth import polling, storage
+from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun
+from mmhealth.errors import BackendJobFailed
+from mmhealth.lakehouse.catalog import replace_rows
+from mmhealth.lakehouse.schemas import FEATURES_METRICS
+from mmhealth.observability import logger
+from mmhealth.settings import Settings, settings
+from mmhealth.training import dataset
+
+METRICS = "features.metrics"
+DATASET_CHANNEL = "dataset"
+REPORT_FILES = (
+    "metrics.json",
+    "report.html",
+    "leaderboard.csv",
+    "feature_importance.csv",
+    "predictions.parquet",
+)
+
+
+def prefix(run_id: str) -> str:
+    return f"training/{run_id}/"
+
+
+def job_name(run_id: str) -> str:
+    """`mmpipe-train-<20 hex of sha256(run)>`: within SageMaker's name rules (<= 63, [A-Za-z0-9-])."""
+    return f"mmpipe-train-{hashlib.sha256(run_id.encode()).hexdigest()[:20]}"
+
+
+def hyperparameters(config: RunConfig) -> dict[str, str]:
+    """SageMaker passes hyperparameters as strings."""
+    values = {
+        "time_limit": str(config.training_time_limit),
+        "presets": config.training_presets,
+        "seed": str(config.training_seed),
+        "test_size": str(config.training_test_size),
+        "bootstrap": str(config.training_bootstrap),
+    }
+    if config.training_hyperparameters:
+        values["hyperparameters"] = config.training_hyperparameters
+    return values
+
+
+# ------------------------------------------------------------------------------------ the three steps
+
+
+def start(run_id: str, config: RunConfig, features: dict[str, Any] | None) -> TrainingRun:
+    """StartTraining: the gate, then CreateTrainingJob; COMPLETED with `skipped` when nothing to train."""
+    idle = TrainingRun(run_id=run_id, status="COMPLETED", config=config)
+    snapshot = ((features or {}).get("result") or {}).get("dataset")
+    reason = _skip_reason(run_id, config, snapshot)
+    if reason is not None:
+        logger.info("training skipped", extra={"reason": reason})
+        return idle.model_copy(update={"skipped": reason})
+    assert snapshot is not None
+    cfg = settings()
+    name = job_name(run_id)
+    output = f"s3://{cfg.lake_bucket}/{prefix(run_id)}"
+    job = _create_training_job(storage.client("sagemaker"), cfg, name, snapshot["uri"], output, config)
+    return idle.model_copy(
+        update={
+            "status": "IN_PROGRESS",
+            "job": job,
+            "dataset_id": snapshot["dataset_id"],
+            "dataset_uri": snapshot["uri"],
+            "wait_seconds": config.poll_seconds,
+            "output_uri": output,
+        }
+    )
+
+
+def _skip_reason(run_id: str, config: RunConfig, snapshot: dict[str, Any] | None) -> str | None:
+    if not config.training:
+        return "training is off for this run"
+    if not snapshot:
+        return "no dataset snapshot: the features did not change in this run, or no patient has labels"
+    lake = settings().lake_bucket
+    latest = storage.read_json(lake, dataset.LATEST)
+    if latest.get("run_id") != run_id:
+        return f"superseded: run {latest.get('run_id')} built a newer dataset snapshot and trains on it"
+    trained = _trained_marker(snapshot["dataset_id"])
+    if trained is not None:
+        return f"dataset {snapshot['dataset_id']} already has a model (run {trained.get('run_id')})"
+    return None
+
+
+def _trained_marker(dataset_id: str) -> dict[str, Any] | None:
+    lake = settings().lake_bucket
+    key = f"{dataset.prefix(dataset_id)}trained.json"
+    return storage.read_json(lake, key) if any(k == key for k in storage.list_keys(lake, key)) else None
+
+
+def _create_training_job(
+    client: Any, cfg: Settings, name: str, dataset_uri: str, output: str, config: RunConfig
+) -> JobHandle:
+    if not (cfg.training_image_uri and cfg.training_role_arn):
+        raise BackendJobFailed("the training job needs TRAINING_IMAGE_URI and TRAINING_ROLE_ARN")
+    request = {
+        "TrainingJobName": name,
+        "RoleArn": cfg.training_role_arn,
+        "AlgorithmSpecification": {"TrainingImage": cfg.training_image_uri, "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters(config),
+        "InputDataConfig": [
+            {
+                "ChannelName": DATASET_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": dataset_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": output},
+        "ResourceConfig": {
+            "InstanceType": cfg.training_instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
+        # Every predictor's time limit, for 4 outcomes x 6 fits, plus evaluation and the report.
+        "StoppingCondition": {"MaxRuntimeInSeconds": min(5 * 86400, 30 * config.training_time_limit + 3600)},
+        "Tags": [{"Key": "mmpipe:job", "Value": "training"}],
+    }
+    try:
+        arn = client.create_training_job(**request)["TrainingJobArn"]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") != "ResourceInUse" and "unique" not in error.get("Message", "").lower():
+            storage.reraise_transient(exc)
+            raise
+        arn = client.describe_training_job(TrainingJobName=name)["TrainingJobArn"]
+        logger.info("training job adopted", extra={"job": name})
+    logger.info("training job started", extra={"job": name, "arn": arn})
+    return JobHandle(backend="sagemaker", job_id=name)
+
+
+_RUNNING = {"InProgress", "Stopping"}
+
+
+def job_status(client: Any, job: JobHandle) -> tuple[Literal["IN_PROGRESS", "COMPLETED", "FAILED"], str]:
+    described = client.describe_training_job(TrainingJobName=job.job_id)
+    status, reason = described["TrainingJobStatus"], described.get("FailureReason") or ""
+    if status in _RUNNING:
+        return "IN_PROGRESS", ""
+    if status == "Completed":
+        return "COMPLETED", ""
+    return "FAILED", f"training job {job.job_id} {status}: {reason or 'no reason given'}"
+
+
+def poll(run: TrainingRun) -> TrainingRun:
+    """PollTraining: one look at the job; raises BackendJobFailed (the run fails, with the cause)."""
+    assert run.job is not None
+    state, reason = job_status(storage.client("sagemaker"), run.job)
+    logger.info(
+        "training job polled", extra={"job_id": run.job.job_id, "state": state, "attempt": run.attempt}
+    )
+    if state == "IN_PROGRESS":
+        return polling.next_poll(run)
+    if state == "FAILED":
+        raise BackendJobFailed(reason)
+    return run.model_copy(update={"status": "COMPLETED"})
+
+
+def catalog(run: TrainingRun) -> TrainingRun:
+    """CatalogTraining: unpack the job's outputs next to the run, commit features.metrics, mark the dataset
+    trained; returns the run with the artifacts' URIs and the headline metrics."""
+    if run.job is None:
+        return run
+    lake = settings().lake_bucket
+    base = f"{prefix(run.run_id)}{run.job.job_id}/output/"
+    reports = f"{prefix(run.run_id)}report/"
+    with tarfile.open(fileobj=io.BytesIO(_get(lake, f"{base}output.tar.gz")), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            name = member.name.removeprefix("./")
+            extracted = archive.extractfile(member) if member.isfile() else None
+            if extracted is not None and name in REPORT_FILES:
+                storage.client("s3").put_object(
+                    Bucket=lake, Key=f"{reports}{name}", Body=extracted.read(), **_content_type(name)
+                )
+    metrics = json.loads(_get(lake, f"{reports}metrics.json"))
+    commit = commit_metrics(run.run_id, run.dataset_id or "", metrics)
+    storage.write_json(
+        lake,
+        f"{dataset.prefix(run.dataset_id or '')}trained.json",
+        {"run_id": run.run_id, "job": run.job.job_id, "model": f"s3://{lake}/{base}model.tar.gz"},
+    )
+    headline = headline_metrics(metrics)
+    logger.info("training catalogued", extra={"job": run.job.job_id, "metric_rows": commit.rows_added})
+    return run.model_copy(
+        update={
+            "model_uri": f"s3://{lake}/{base}model.tar.gz",
+            "report_uri": f"s3://{lake}/{reports}report.html",
+            "metrics_uri": f"s3://{lake}/{reports}metrics.json",
+            "headline": headline,
+        }
+    )
+
+
+def _get(bucket: str, key: str) -> bytes:
+    body: bytes = storage.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def _content_type(name: str) -> dict[str, str]:
+    types = {".html": "text/html; charset=utf-8", ".json": "application/json", ".csv": "text/csv"}
+    suffix = name[name.rfind(".") :]
+    return {"ContentType": types[suffix]} if suffix in types else {}
+
+
+# ---------------------------------------------------------------------------------------- features.metrics
+
+
+def metric_rows(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> pa.Table:
+    """metrics.json -> one features.metrics row per outcome x modality set x metric."""
+    rows = []
+    for outcome, sets in metrics["outcomes"].items():
+        for modality_set, result in sets["sets"].items():
+            for metric, value in result["metrics"].items():
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "dataset_id": dataset_id,
+                        "outcome": outcome,
+                        "modality_set": modality_set,
+                        "metric": metric,
+                        "value": value.get("value"),
+                        "ci_low": value.get("ci_low"),
+                        "ci_high": value.get("ci_high"),
+                        "n_train": result.get("n_train"),
+                        "n_test": result.get("n_test"),
+                    }
+                )
+    return pa.Table.from_pylist(rows, schema=FEATURES_METRICS)
+
+
+def commit_metrics(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> TableCommit:
+    """features.metrics keeps every trained model's metrics; a run's rows are owned by its run id."""
+    from pyiceberg.expressions import EqualTo
+
+    rows = metric_rows(run_id, dataset_id, metrics)
+    return replace_rows(METRICS, rows, run_id, lambda _r: EqualTo("run_id", run_id))  # type: ignore[call-arg, arg-type]
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per outcome: ROC AUC and F1 of the all-modalities model (Notify and the run's output)."""
+    headline = {}
+    for outcome, sets in metrics["outcomes"].items():
+        best = sets["sets"].get(metrics.get("all_modalities_set", "clinical+genomic+imaging")) or {}
+        values = best.get("metrics", {})
+        headline[outcome] = {
+            "roc_auc": (values.get("roc_auc") or {}).get("value"),
+            "f1": (values.get("f1") or {}).get("value"),
+        }
+    return headline
