@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fhir-examples lint typecheck template-lint unit integration e2e test demo bench clean
+.PHONY: help venv fhir-examples browser lint typecheck template-lint unit integration e2e test demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -35,6 +35,13 @@ $(FHIR_EXAMPLES):
 
 fhir-examples: $(FHIR_EXAMPLES) ## Fetch the FHIR R4 specification's examples (npm registry) for the tests
 
+# Debian's Chromium, for the test that loads the training report headless (playwright drives it).
+browser: ## Install Debian's chromium when it is missing (root or sudo)
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null
+
 lint: $(STAMP) ## ruff (lint + format check)
 	$(BIN)/ruff check functions devtools containers tests bench
 	$(BIN)/ruff format --check functions devtools containers tests bench
@@ -46,7 +53,7 @@ template-lint: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
-unit: $(STAMP) $(FHIR_EXAMPLES) ## Unit tests (moto, botocore Stubber)
+unit: $(STAMP) $(FHIR_EXAMPLES) browser ## Unit tests (moto, botocore Stubber)
 	$(BIN)/pytest tests/unit -q
 
 integration: $(STAMP) ## Integration tests: the real state machine on the local runtime
@@ -55,7 +62,7 @@ integration: $(STAMP) ## Integration tests: the real state machine on the local 
 e2e: $(STAMP) ## End-to-end: mmpipe local run on a generated cohort
 	$(BIN)/pytest tests/e2e -q
 
-test: lint typecheck template-lint $(FHIR_EXAMPLES) ## Every gate: lint, types, template, unit, integration, e2e
+test: lint typecheck template-lint $(FHIR_EXAMPLES) browser ## Every gate: lint, types, template, unit, integration, e2e
 	$(BIN)/pytest tests -q
 
 demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS, no Docker)

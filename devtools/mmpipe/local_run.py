@@ -148,6 +148,7 @@ def _write_outputs(
     runs = [report.describe_execution(sfn, s3, runtime.lake_bucket, e["executionArn"]) for e in executions]
     tables = report.export_tables(out_dir, runtime.outputs["GlueDatabasePrefix"])
     quarantined = report.export_quarantine(out_dir, s3, runtime.lake_bucket, [r["run_id"] for r in runs])
+    training = report.export_training(out_dir, s3, runs)
     ok = bool(runs) and all(r["status"] == "SUCCEEDED" for r in runs)
     modalities: dict[str, dict[str, int]] = {}
     for execution in runs:
@@ -171,6 +172,7 @@ def _write_outputs(
         "modalities": modalities,
         "tables": tables,
         "quarantined": quarantined,
+        "training": training,
         "invocations": runtime.invocation_stats(),
     }
     (out_dir / "run.json").write_text(json.dumps(document, indent=2, default=str))

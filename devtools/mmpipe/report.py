@@ -7,6 +7,7 @@ catalog), so the same code describes a run in the cloud or on the local runtime.
 from __future__ import annotations
 
 import json
+import tarfile
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -117,3 +118,33 @@ def export_quarantine(out_dir: Path, s3: Any, lake_bucket: str, run_ids: list[st
         for record in lines:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
     return len(lines)
+
+
+def export_training(out_dir: Path, s3: Any, runs: list[dict[str, Any]]) -> dict[str, str] | None:
+    """OUT/metrics.json, OUT/report.html and OUT/model_card.json from the newest run that trained a model
+    (a delivery of several runs trains once: the others' summaries say why they skipped). None when no run
+    trained."""
+    trained = [
+        training
+        for run in runs
+        if (training := ((run.get("summary") or {}).get("training") or {})).get("report_uri")
+    ]
+    if not trained:
+        return None
+    latest = trained[-1]
+    written = {}
+    for name, uri in (("metrics.json", latest["metrics_uri"]), ("report.html", latest["report_uri"])):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        (out_dir / name).write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        written[name] = uri
+    bucket, _, key = latest["model_uri"].removeprefix("s3://").partition("/")
+    model = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    with tarfile.open(fileobj=model, mode="r|gz") as archive:  # streamed: the predictors are not needed
+        for member in archive:
+            if member.name.removeprefix("./") == "model_card.json" and member.isfile():
+                card = archive.extractfile(member)
+                if card is not None:
+                    (out_dir / "model_card.json").write_bytes(card.read())
+                    written["model_card.json"] = latest["model_uri"]
+                break
+    return written

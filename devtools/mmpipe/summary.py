@@ -57,6 +57,7 @@ def print_summary(out_dir: Path) -> int:
                 f"prevalence {counts['prevalence']:.3f}"
             )
     _print_imaging(out_dir)
+    _print_metrics(out_dir)
     unlinked = max(
         (
             ((e.get("summary") or {}).get("features") or {}).get("unlinked_patients", 0)
@@ -100,3 +101,44 @@ def _print_imaging(out_dir: Path) -> None:
         print(
             f"  features.imaging: {rows} patients with an MR before the index date, {len(schema.names) - 2} columns"
         )
+
+
+def _print_metrics(out_dir: Path) -> None:
+    """The trained models' test metrics (OUT/metrics.json): per outcome and modality set, ROC AUC, F1 and
+    balanced accuracy with their 95% bootstrap intervals, the label-shuffle control and the multimodal gain."""
+    path = out_dir / "metrics.json"
+    if not path.exists():
+        print("training: no model trained (see each run's summary for why)")
+        return
+    document = json.loads(path.read_text())
+    print(
+        f"training: dataset {document.get('dataset_id')}, test split of each outcome; "
+        "value [95% bootstrap CI]; report in report.html"
+    )
+    print(
+        f"  {'outcome':<24} {'modality set':<26} {'n test':>6}  {'ROC AUC':<20} {'F1':<20} {'balanced acc':<20}"
+    )
+    for outcome, by_set in document.get("metrics", {}).items():
+        n_test = document.get("counts", {}).get(outcome, {}).get("n_test", "")
+        rows = list(by_set.items())
+        if outcome in document.get("control", {}):
+            rows.append(("label-shuffle control", document["control"][outcome]))
+        for modality_set, metrics in rows:
+            print(
+                f"  {outcome:<24} {modality_set:<26} {n_test:>6}  {_estimate(metrics.get('roc_auc')):<20} "
+                f"{_estimate(metrics.get('f1')):<20} {_estimate(metrics.get('balanced_accuracy')):<20}"
+            )
+        gain = document.get("gain", {}).get(outcome)
+        if gain:
+            print(
+                f"  {'':<24} gain {gain['full']} over {gain['baseline']}: ROC AUC {_estimate(gain, signed=True)}"
+            )
+
+
+def _estimate(estimate: dict[str, float | None] | None, signed: bool = False) -> str:
+    if not estimate or estimate.get("value") is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    low, high = estimate.get("ci_low"), estimate.get("ci_high")
+    interval = f" [{low:{sign}.2f}, {high:{sign}.2f}]" if low is not None and high is not None else ""
+    return f"{estimate['value']:{sign}.2f}{interval}"

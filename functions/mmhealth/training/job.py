@@ -242,11 +242,16 @@ def _content_type(name: str) -> dict[str, str]:
 
 
 def metric_rows(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> pa.Table:
-    """metrics.json -> one features.metrics row per outcome x modality set x metric."""
+    """metrics.json -> one features.metrics row per outcome x modality set x metric; the label-shuffle
+    control's rows have modality_set "control"."""
     rows = []
-    for outcome, sets in metrics["outcomes"].items():
-        for modality_set, result in sets["sets"].items():
-            for metric, value in result["metrics"].items():
+    sets = {o: dict(by_set) for o, by_set in metrics.get("metrics", {}).items()}
+    for outcome, control in metrics.get("control", {}).items():
+        sets.setdefault(outcome, {})["control"] = control
+    for outcome, by_set in sets.items():
+        counts = metrics.get("counts", {}).get(outcome, {})
+        for modality_set, by_metric in by_set.items():
+            for metric, estimate in by_metric.items():
                 rows.append(
                     {
                         "run_id": run_id,
@@ -254,11 +259,11 @@ def metric_rows(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> pa.Tab
                         "outcome": outcome,
                         "modality_set": modality_set,
                         "metric": metric,
-                        "value": value.get("value"),
-                        "ci_low": value.get("ci_low"),
-                        "ci_high": value.get("ci_high"),
-                        "n_train": result.get("n_train"),
-                        "n_test": result.get("n_test"),
+                        "value": estimate.get("value"),
+                        "ci_low": estimate.get("ci_low"),
+                        "ci_high": estimate.get("ci_high"),
+                        "n_train": counts.get("n_train"),
+                        "n_test": counts.get("n_test"),
                     }
                 )
     return pa.Table.from_pylist(rows, schema=FEATURES_METRICS)
@@ -274,10 +279,10 @@ def commit_metrics(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> Tab
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """Per outcome: ROC AUC and F1 of the all-modalities model (Notify and the run's output)."""
+    full = (metrics.get("reference_sets") or {}).get("full", "clinical+genomic+imaging")
     headline = {}
-    for outcome, sets in metrics["outcomes"].items():
-        best = sets["sets"].get(metrics.get("all_modalities_set", "clinical+genomic+imaging")) or {}
-        values = best.get("metrics", {})
+    for outcome, by_set in metrics.get("metrics", {}).items():
+        values = by_set.get(full) or {}
         headline[outcome] = {
             "roc_auc": (values.get("roc_auc") or {}).get("value"),
             "f1": (values.get("f1") or {}).get("value"),

@@ -258,22 +258,19 @@ def _training_chain(
     stubber.assert_no_pending_responses()
     assert (started["status"], started["job"]) == ("IN_PROGRESS", {"backend": "sagemaker", "job_id": job})
     assert polled["status"] == "COMPLETED"
+    full = "clinical+genomic+imaging"
     metrics = {
-        "all_modalities_set": "clinical+genomic+imaging",
-        "outcomes": {
+        "reference_sets": {"full": full, "baseline": "clinical"},
+        "counts": {"hypertension": {"n_train": 1, "n_test": 1}},
+        "metrics": {
             "hypertension": {
-                "sets": {
-                    "clinical+genomic+imaging": {
-                        "metrics": {
-                            "roc_auc": {"value": 0.75, "ci_low": 0.5, "ci_high": 1.0},
-                            "f1": {"value": 0.5, "ci_low": 0.0, "ci_high": 1.0},
-                        },
-                        "n_train": 1,
-                        "n_test": 1,
-                    }
+                full: {
+                    "roc_auc": {"value": 0.75, "ci_low": 0.5, "ci_high": 1.0},
+                    "f1": {"value": 0.5, "ci_low": 0.0, "ci_high": 1.0},
                 }
             }
         },
+        "control": {},
     }
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:

@@ -195,14 +195,20 @@ def test_every_training_status_is_mapped(sagemaker: Stubber, status: str, state:
 
 
 def metrics_document() -> dict[str, Any]:
+    """The shape containers/training writes (metrics[outcome][set][metric], control[outcome][metric])."""
+
     def metric(value: float) -> dict[str, float]:
         return {"value": value, "ci_low": value - 0.05, "ci_high": value + 0.05}
 
-    sets = {
-        s: {"metrics": {"roc_auc": metric(0.8), "f1": metric(0.6)}, "n_train": 70, "n_test": 30}
-        for s in ("clinical", "clinical+genomic+imaging")
+    by_set = {
+        s: {"roc_auc": metric(0.8), "f1": metric(0.6)} for s in ("clinical", "clinical+genomic+imaging")
     }
-    return {"all_modalities_set": "clinical+genomic+imaging", "outcomes": {"hypertension": {"sets": sets}}}
+    return {
+        "reference_sets": {"full": "clinical+genomic+imaging", "baseline": "clinical"},
+        "counts": {"hypertension": {"n_train": 70, "n_test": 30}},
+        "metrics": {"hypertension": by_set},
+        "control": {"hypertension": {"roc_auc": metric(0.5)}},
+    }
 
 
 def tarball(files: dict[str, bytes]) -> bytes:
@@ -240,8 +246,9 @@ def test_the_catalog_unpacks_the_outputs_commits_the_metrics_and_marks_the_datas
     # And features.metrics holds one row per outcome x set x metric, once
     metrics = read_table("features.metrics")
     assert metrics is not None
-    assert metrics.num_rows == 4
-    assert set(metrics["modality_set"].to_pylist()) == {"clinical", "clinical+genomic+imaging"}
+    assert metrics.num_rows == 5
+    assert set(metrics["modality_set"].to_pylist()) == {"clinical", "clinical+genomic+imaging", "control"}
+    assert set(metrics["n_test"].to_pylist()) == {30}
     # And the dataset is marked trained, so the next run's gate skips it
     marker = storage.read_json(aws.lake, f"datasets/{DATASET_ID}/trained.json")
     assert marker["run_id"] == RUN_ID
