@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fhir-examples browser lint typecheck template-lint unit integration e2e test demo bench clean
+.PHONY: help venv fhir-examples browser bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -77,6 +77,19 @@ bench: $(STAMP) ## Benchmarks (not tests): VCF readers, genomic ingest of 889 VC
 	$(BIN)/python bench/fhir_flatten.py --out out/bench/fhir_flatten.json
 	PYTHONPATH=. $(BIN)/python bench/clinical_features.py
 	$(BIN)/python bench/radiomics.py --out out/bench/radiomics.json
+
+# The training job as a script-mode source tarball, for AWS's AutoGluon training image (TrainingSourceUri):
+# upload it to S3 and pass its URI. The image has AutoGluon; requirements.txt adds what the report needs.
+training-source: ## Build out/training-source.tar.gz (train.py + training_job + requirements) for AWS's AutoGluon image
+	mkdir -p out/training-source
+	cp containers/training/train.py out/training-source/
+	rm -rf out/training-source/training_job && cp -r containers/training/training_job out/training-source/
+	find out/training-source -name __pycache__ -prune -exec rm -rf {} +
+	grep -E '^(plotly|narwhals)==' containers/training/requirements.txt > out/training-source/requirements.txt
+	tar -czf out/training-source.tar.gz -C out/training-source .
+
+bench-demo: demo ## The demo's end-to-end wall time split by stage (runs make demo first)
+	$(BIN)/python bench/demo_stages.py $(DEMO) --json out/bench/demo_stages.json
 
 clean: ## Remove generated output and the virtualenv
 	rm -rf out $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -87,9 +87,10 @@ def run(
         started = time.monotonic()
         with runtime.events_held():
             _upload(runtime, input_dir, files, delivery, progress)
+        uploaded = time.monotonic() - started
         executions = _wait(runtime, timeout, progress)
         wall = time.monotonic() - started
-        return _write_outputs(runtime, out_dir, delivery, files, executions, wall, progress)
+        return _write_outputs(runtime, out_dir, delivery, files, executions, (uploaded, wall), progress)
 
 
 LOCAL_BATCHING_WINDOW = 30.0
@@ -138,9 +139,11 @@ def _write_outputs(
     delivery: str,
     files: list[Path],
     executions: list[dict[str, Any]],
-    wall: float,
+    seconds: tuple[float, float],
     progress: Progress,
 ) -> int:
+    """run.json and the exports; `seconds` = (upload, whole wall time)."""
+    uploaded, wall = seconds
     import boto3
 
     sfn = boto3.client("stepfunctions")
@@ -168,6 +171,7 @@ def _write_outputs(
         "status": "SUCCEEDED" if ok else "FAILED",
         "files_delivered": len(files),
         "wall_seconds": round(wall, 2),
+        "upload_seconds": round(uploaded, 2),
         "executions": runs,
         "modalities": modalities,
         "tables": tables,

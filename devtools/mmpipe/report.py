@@ -22,10 +22,11 @@ from mmhealth.lakehouse.catalog import lakehouse_catalog
 NAMESPACES = ("genomic", "clinical", "imaging", "features", "ops")
 
 
-def state_timings(sfn: Any, execution_arn: str) -> dict[str, dict[str, float]]:
-    """Per state name: how often it ran, total and max seconds (from the execution history)."""
+def state_timings(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
+    """Per state name: how often it ran, total and max seconds, first entry and last exit (ISO times), from
+    the execution history."""
     entered: dict[tuple[str, int], datetime] = {}
-    stats: dict[str, dict[str, float]] = defaultdict(lambda: {"count": 0, "total_s": 0.0, "max_s": 0.0})
+    stats: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "total_s": 0.0, "max_s": 0.0})
     paginator = sfn.get_paginator("get_execution_history")
     events = [e for page in paginator.paginate(executionArn=execution_arn) for e in page["events"]]
     for event in events:
@@ -43,6 +44,8 @@ def state_timings(sfn: Any, execution_arn: str) -> dict[str, dict[str, float]]:
             row["count"] += 1
             row["total_s"] = round(row["total_s"] + seconds, 3)
             row["max_s"] = round(max(row["max_s"], seconds), 3)
+            row["first_at"] = min(row.get("first_at") or start.isoformat(), start.isoformat())
+            row["last_at"] = max(row.get("last_at") or "", event["timestamp"].isoformat())
     return dict(stats)
 
 

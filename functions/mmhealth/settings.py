@@ -39,6 +39,8 @@ class Settings(BaseModel):
     radiomics_job_definition: str | None = None  # AWS Batch
     training_image_uri: str | None = None  # containers/training, or AWS's AutoGluon training image
     training_role_arn: str | None = None  # the SageMaker training execution role
+    # With AWS's AutoGluon image: the script-mode source tarball (`make training-source`), s3://...
+    training_source_uri: str | None = None
     training_instance_type: str = "ml.m5.2xlarge"
     training_time_limit: int | None = None  # TRAINING_TIME_LIMIT -> RunConfig.training_time_limit
     training_presets: str | None = None  # TRAINING_PRESETS -> RunConfig.training_presets
@@ -75,6 +77,7 @@ def settings() -> Settings:
             radiomics_job_definition=env.get("RADIOMICS_JOB_DEFINITION") or None,
             training_image_uri=env.get("TRAINING_IMAGE_URI") or None,
             training_role_arn=env.get("TRAINING_ROLE_ARN") or None,
+            training_source_uri=env.get("TRAINING_SOURCE_URI") or None,
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE") or "ml.m5.2xlarge",
             training_time_limit=int(env["TRAINING_TIME_LIMIT"]) if env.get("TRAINING_TIME_LIMIT") else None,
             training_presets=env.get("TRAINING_PRESETS") or None,

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from mmhealth import storage
 from mmhealth.clinical.schemas import LABEL_CODES
 from mmhealth.features.genomic import is_pathogenic
+from mmhealth.featurize import label_prevalence
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -100,22 +101,6 @@ def patients_per_modality(table: pa.Table, columns: dict[str, list[str]]) -> dic
     return counts
 
 
-def prevalence(table: pa.Table) -> dict[str, dict[str, float | int]]:
-    result: dict[str, dict[str, float | int]] = {}
-    for outcome in OUTCOMES:
-        if outcome not in table.column_names:
-            continue
-        column = table[outcome]
-        eligible = len(column) - column.null_count
-        positives = int(pc.sum(column).as_py() or 0)
-        result[outcome] = {
-            "eligible": eligible,
-            "positives": positives,
-            "prevalence": round(positives / eligible, 4) if eligible else 0.0,
-        }
-    return result
-
-
 def build_snapshot(run_id: str) -> DatasetSnapshot | None:
     """Join the feature tables into a snapshot in S3; None when there are no labels yet."""
     labels = read_table("features.labels")
@@ -133,7 +118,7 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
         created_at=created,
         rows=table.num_rows,
         patients_per_modality=patients_per_modality(table, columns),
-        prevalence=prevalence(table),
+        prevalence=label_prevalence(table),
     )
     buffer = io.BytesIO()
     pq.write_table(table, buffer)

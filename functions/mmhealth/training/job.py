@@ -2,6 +2,8 @@
 
 Contract with the job (containers/training, `python -m training_job`; SageMaker training conventions):
 - input channel `dataset`: s3://<lake>/datasets/<id>/ (dataset.parquet, manifest.json, patients.json);
+- image: containers/training (its entry point is the job), or AWS's AutoGluon training image in script mode
+  (TRAINING_SOURCE_URI: the tarball `make training-source` builds; sagemaker_program/submit_directory);
 - hyperparameters (strings): time_limit, presets, seed, test_size, bootstrap, hyperparameters (optional);
 - output: SageMaker tars /opt/ml/model into <S3OutputPath>/<job>/output/model.tar.gz (the predictors and
   model_card.json) and /opt/ml/output/data into .../output/output.tar.gz (metrics.json, report.html,
@@ -57,8 +59,9 @@ def job_name(run_id: str) -> str:
     return f"mmpipe-train-{hashlib.sha256(run_id.encode()).hexdigest()[:20]}"
 
 
-def hyperparameters(config: RunConfig) -> dict[str, str]:
-    """SageMaker passes hyperparameters as strings."""
+def hyperparameters(config: RunConfig, source_uri: str | None = None) -> dict[str, str]:
+    """SageMaker passes hyperparameters as strings. With `source_uri` (AWS's AutoGluon training image in
+    script mode) the image's toolkit is told which script of which tarball to run."""
     values = {
         "time_limit": str(config.training_time_limit),
         "presets": config.training_presets,
@@ -68,6 +71,8 @@ def hyperparameters(config: RunConfig) -> dict[str, str]:
     }
     if config.training_hyperparameters:
         values["hyperparameters"] = config.training_hyperparameters
+    if source_uri:
+        values |= {"sagemaker_program": "train.py", "sagemaker_submit_directory": source_uri}
     return values
 
 
@@ -129,7 +134,7 @@ def _create_training_job(
         "TrainingJobName": name,
         "RoleArn": cfg.training_role_arn,
         "AlgorithmSpecification": {"TrainingImage": cfg.training_image_uri, "TrainingInputMode": "File"},
-        "HyperParameters": hyperparameters(config),
+        "HyperParameters": hyperparameters(config, cfg.training_source_uri),
         "InputDataConfig": [
             {
                 "ChannelName": DATASET_CHANNEL,

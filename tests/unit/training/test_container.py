@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from importlib.metadata import PackageNotFoundError, version
 
+from tests.container_build import dockerfile_instructions, requirement_pins
 from tests.unit.training.conftest import JOB_HOME
 
 DOCKERFILE = JOB_HOME / "Dockerfile"
 REQUIREMENTS = JOB_HOME / "requirements.txt"
-PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(\[[a-z0-9,_\-]+\])?==([A-Za-z0-9_.\-]+)$")
 
 
 def _instructions() -> list[tuple[str, list[str]]]:
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    parsed = []
-    for line in lines:
-        op, _, rest = line.partition(" ")
-        rest = rest.strip()
-        parsed.append((op.upper(), json.loads(rest) if rest.startswith("[") else shlex.split(rest)))
-    return parsed
+    return dockerfile_instructions(DOCKERFILE)
 
 
 def _pins() -> dict[str, str]:
-    pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            match = PIN.match(line)
-            assert match, f"requirements.txt: {line!r} is not an exact pin"
-            pins[match.group(1).lower()] = match.group(3)
-    return pins
+    return requirement_pins(REQUIREMENTS)
 
 
 def test_every_copy_source_exists_and_the_entrypoint_is_the_job() -> None:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +28,7 @@ from mmhealth.errors import BackendJobFailed
 from mmhealth.handlers import training_catalog, training_poll, training_start
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.training import dataset, job
-from tests.conftest import FakeLambdaContext
+from tests.conftest import REPO, FakeLambdaContext
 from tests.unit.backend_fixtures import stubbed_in_handlers
 
 RUN_ID = "delivery-7-9f2c4e7a1b3d5f607182"
@@ -252,3 +256,45 @@ def test_the_catalog_unpacks_the_outputs_commits_the_metrics_and_marks_the_datas
     # And the dataset is marked trained, so the next run's gate skips it
     marker = storage.read_json(aws.lake, f"datasets/{DATASET_ID}/trained.json")
     assert marker["run_id"] == RUN_ID
+
+
+def test_with_aws_autogluon_image_the_job_runs_the_source_tarball_in_script_mode(
+    aws: SimpleNamespace, sagemaker: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given AWS's AutoGluon training image and the tarball `make training-source` builds, uploaded
+    source = f"s3://{aws.lake}/code/training-source.tar.gz"
+    dlc = "763104351884.dkr.ecr.us-east-1.amazonaws.com/autogluon-training:1.4.0-cpu-py311-ubuntu22.04"
+    monkeypatch.setenv("TRAINING_IMAGE_URI", dlc)
+    monkeypatch.setenv("TRAINING_SOURCE_URI", source)
+    request = create_request(aws.lake)
+    request["AlgorithmSpecification"]["TrainingImage"] = dlc
+    request["HyperParameters"] |= {"sagemaker_program": "train.py", "sagemaker_submit_directory": source}
+    sagemaker.add_response("create_training_job", {"TrainingJobArn": arn()}, request)
+
+    # Then CreateTrainingJob names the script and its tarball (the job itself ignores sagemaker_* keys)
+    started = training_start.lambda_handler(start_event(features_result(aws)), CONTEXT)
+    assert started["status"] == "IN_PROGRESS"
+
+
+def test_the_script_mode_entry_runs_the_job_and_ignores_the_command_line_copies(tmp_path: Path) -> None:
+    # Given the command line the AutoGluon image's toolkit builds, and SageMaker's variables pointing at an
+    # empty dataset channel
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "containers" / "training"),
+        "SM_CHANNEL_DATASET": str(tmp_path / "dataset"),
+        "SM_OUTPUT_DIR": str(tmp_path / "output"),
+        "SM_MODEL_DIR": str(tmp_path / "model"),
+        "SM_OUTPUT_DATA_DIR": str(tmp_path / "output" / "data"),
+        "SM_INPUT_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    (tmp_path / "dataset").mkdir()
+    script = REPO / "containers" / "training" / "train.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--time_limit", "30", "--presets", "medium_quality"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    # Then the job itself ran (not argparse refusing the flags) and failed on the missing dataset, saying so
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "dataset/manifest.json is missing" in (tmp_path / "output" / "failure").read_text()
