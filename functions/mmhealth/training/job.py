@@ -10,11 +10,19 @@ Contract with the job (containers/training, `python -m training_job`; SageMaker 
   leaderboard.csv, feature_importance.csv, predictions.parquet); a failure's reason is the job's
   FailureReason (the job writes /opt/ml/output/failure).
 
-The training gate (StartTraining runs after a Wait of `training_settle_seconds`): a run trains only when
-the newest dataset snapshot (`datasets/latest.json`) is its own and no model of that snapshot exists - a
-delivery arriving as several runs trains once, on the run that built features last. Started and polled
-here, never `.sync`; locally the runtime answers CreateTrainingJob/DescribeTrainingJob by running the same
-entry point in a subprocess.
+The training gate (StartTraining, after a Wait of `training_settle_seconds` when the run built a snapshot):
+a delivery arriving as several runs (one per trigger batch) trains once, on the newest snapshot, by the last
+run to get here. A run that reaches the gate marks it (`runs/<run>/training-gate.json`: it builds no newer
+snapshot), then trains the newest snapshot (`datasets/latest.json`, whichever run wrote it) only when
+- no other execution of the pipeline is still running without that mark (it will build a newer snapshot
+  and come here after this run),
+- no model of that snapshot exists (`datasets/<id>/trained.json`), and
+- it wins the snapshot's claim (`datasets/<id>/training-claim.json`, written with If-None-Match: *), so two
+  runs arriving together start one job.
+Otherwise the run's TrainingRun says why it skipped. A run that fails before its gate leaves the delivery
+untrained until it is redriven (its redrive reaches the gate). Started and polled here, never `.sync`;
+locally the runtime answers CreateTrainingJob/DescribeTrainingJob by running the same entry point in a
+subprocess.
 
 Idempotency: the job name derives from the run id; a retried start that finds the name taken adopts it.
 """
@@ -31,7 +39,7 @@ import pyarrow as pa
 from botocore.exceptions import ClientError
 
 from mmhealth import polling, storage
-from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun
+from mmhealth.contracts import JobHandle, RunConfig, RunPaths, TableCommit, TrainingRun, utc_now
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_METRICS
@@ -79,11 +87,14 @@ def hyperparameters(config: RunConfig, source_uri: str | None = None) -> dict[st
 # ------------------------------------------------------------------------------------ the three steps
 
 
-def start(run_id: str, config: RunConfig, features: dict[str, Any] | None) -> TrainingRun:
-    """StartTraining: the gate, then CreateTrainingJob; COMPLETED with `skipped` when nothing to train."""
+def start(run_id: str, config: RunConfig, features: dict[str, Any] | None = None) -> TrainingRun:
+    """StartTraining: the gate, then CreateTrainingJob; COMPLETED with `skipped` when nothing to train.
+
+    `features` (the run's Features result) is not needed by the gate: the newest snapshot is trained,
+    whichever run built it. It is kept in the state input for the execution history."""
+    del features
     idle = TrainingRun(run_id=run_id, status="COMPLETED", config=config)
-    snapshot = ((features or {}).get("result") or {}).get("dataset")
-    reason = _skip_reason(run_id, config, snapshot)
+    reason, snapshot = _gate(run_id, config)
     if reason is not None:
         logger.info("training skipped", extra={"reason": reason})
         return idle.model_copy(update={"skipped": reason})
@@ -91,38 +102,88 @@ def start(run_id: str, config: RunConfig, features: dict[str, Any] | None) -> Tr
     cfg = settings()
     name = job_name(run_id)
     output = f"s3://{cfg.lake_bucket}/{prefix(run_id)}"
-    job = _create_training_job(storage.client("sagemaker"), cfg, name, snapshot["uri"], output, config)
+    uri = f"s3://{cfg.lake_bucket}/{dataset.prefix(snapshot['dataset_id'])}"
+    job = _create_training_job(storage.client("sagemaker"), cfg, name, uri, output, config)
     return idle.model_copy(
         update={
             "status": "IN_PROGRESS",
             "job": job,
             "dataset_id": snapshot["dataset_id"],
-            "dataset_uri": snapshot["uri"],
+            "dataset_uri": uri,
             "wait_seconds": config.poll_seconds,
             "output_uri": output,
         }
     )
 
 
-def _skip_reason(run_id: str, config: RunConfig, snapshot: dict[str, Any] | None) -> str | None:
+def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """(why not, None) or (None, the snapshot to train): see the module docstring."""
     if not config.training:
-        return "training is off for this run"
-    if not snapshot:
-        return "no dataset snapshot: the features did not change in this run, or no patient has labels"
+        return "training is off for this run", None
     lake = settings().lake_bucket
-    latest = storage.read_json(lake, dataset.LATEST)
-    if latest.get("run_id") != run_id:
-        return f"superseded: run {latest.get('run_id')} built a newer dataset snapshot and trains on it"
-    trained = _trained_marker(snapshot["dataset_id"])
+    storage.write_json(lake, RunPaths(run_id).training_gate, {"run_id": run_id, "at": utc_now()})
+    latest = _read_optional(lake, dataset.LATEST)
+    if latest is None:
+        return "no dataset snapshot yet: no patient has labels", None
+    still_ingesting = _runs_before_their_gate(lake, run_id)
+    if still_ingesting:
+        return (
+            f"run {still_ingesting[0]} ({len(still_ingesting)} run(s) in all) is still ingesting; the last run "
+            "to reach the training step trains the newest snapshot",
+            None,
+        )
+    dataset_id = latest["dataset_id"]
+    trained = _read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
     if trained is not None:
-        return f"dataset {snapshot['dataset_id']} already has a model (run {trained.get('run_id')})"
-    return None
+        return f"dataset {dataset_id} already has a model (run {trained.get('run_id')})", None
+    claimant = _claim(lake, dataset_id, run_id)
+    if claimant != run_id:
+        return f"run {claimant} trains dataset {dataset_id}", None
+    return None, latest
 
 
-def _trained_marker(dataset_id: str) -> dict[str, Any] | None:
-    lake = settings().lake_bucket
-    key = f"{dataset.prefix(dataset_id)}trained.json"
-    return storage.read_json(lake, key) if any(k == key for k in storage.list_keys(lake, key)) else None
+def _read_optional(bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return dict(storage.read_json(bucket, key))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def _runs_before_their_gate(lake: str, run_id: str) -> list[str]:
+    """Other running executions of the pipeline that have not reached the training gate yet."""
+    machine = settings().state_machine_arn
+    if not machine:
+        raise BackendJobFailed(
+            "the training gate needs STATE_MACHINE_ARN (to see which runs are still ingesting)"
+        )
+    paginator = storage.client("stepfunctions").get_paginator("list_executions")
+    running = [
+        e["name"]
+        for page in paginator.paginate(stateMachineArn=machine, statusFilter="RUNNING")
+        for e in page["executions"]
+        if e["name"] != run_id
+    ]
+    return sorted(name for name in running if _read_optional(lake, RunPaths(name).training_gate) is None)
+
+
+def _claim(lake: str, dataset_id: str, run_id: str) -> str:
+    """The run that holds the snapshot's training claim: this one if it could write it first (or held it
+    already: a retried start)."""
+    key = f"{dataset.prefix(dataset_id)}training-claim.json"
+    body = json.dumps({"run_id": run_id, "at": utc_now()}).encode()
+    try:
+        storage.client("s3").put_object(Bucket=lake, Key=key, Body=body, IfNoneMatch="*")
+        return run_id
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        ):
+            raise
+    holder = _read_optional(lake, key) or {}
+    return str(holder.get("run_id", "another run"))
 
 
 def _create_training_job(

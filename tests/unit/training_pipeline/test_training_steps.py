@@ -42,11 +42,27 @@ CONFIG = RunConfig(poll_seconds=5, training_time_limit=30, training_hyperparamet
 
 @pytest.fixture
 def sagemaker(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    monkeypatch.setenv("STATE_MACHINE_ARN", pipeline(aws))
     monkeypatch.setenv("TRAINING_IMAGE_URI", IMAGE)
     monkeypatch.setenv("TRAINING_ROLE_ARN", ROLE)
     monkeypatch.setenv("TRAINING_INSTANCE_TYPE", "ml.m5.2xlarge")
     with stubbed_in_handlers(monkeypatch, "sagemaker") as stubber:
         yield stubber
+
+
+def pipeline(aws: SimpleNamespace) -> str:
+    """A stand-in pipeline whose executions stay RUNNING (the gate lists them)."""
+    import boto3
+
+    aws.sfn = boto3.client("stepfunctions", endpoint_url=aws.endpoint)
+    definition = json.dumps(
+        {"StartAt": "Ingest", "States": {"Ingest": {"Type": "Wait", "Seconds": 600, "End": True}}}
+    )
+    arn = aws.sfn.create_state_machine(
+        name="mmpipe-test-pipeline", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    aws.state_machine = arn
+    return str(arn)
 
 
 def features_result(aws: SimpleNamespace, *, latest_run: str = RUN_ID) -> dict[str, Any]:
@@ -140,9 +156,10 @@ def test_other_start_errors_are_not_swallowed(aws: SimpleNamespace, sagemaker: S
     ("case", "expected"),
     [
         ("training-off", "training is off"),
-        ("no-dataset", "no dataset snapshot"),
-        ("superseded", "superseded: run delivery-7-later"),
+        ("no-dataset", "no dataset snapshot yet"),
+        ("another-run-ingesting", "run delivery-7-later (1 run(s) in all) is still ingesting"),
         ("already-trained", f"dataset {DATASET_ID} already has a model (run delivery-6-earlier)"),
+        ("claimed", f"run delivery-7-other trains dataset {DATASET_ID}"),
     ],
 )
 def test_the_gate_starts_no_job_and_says_why(
@@ -153,16 +170,50 @@ def test_the_gate_starts_no_job_and_says_why(
     if case == "training-off":
         config = CONFIG.model_copy(update={"training": False})
     elif case == "no-dataset":
-        features = {"result": {"skipped": True}}
-    elif case == "superseded":
-        features = features_result(aws, latest_run="delivery-7-later")
+        aws.s3.delete_object(Bucket=aws.lake, Key=dataset.LATEST)
+    elif case == "another-run-ingesting":
+        aws.sfn.start_execution(stateMachineArn=aws.state_machine, name="delivery-7-later")
+    elif case == "already-trained":
+        storage.write_json(aws.lake, f"datasets/{DATASET_ID}/trained.json", {"run_id": "delivery-6-earlier"})
     else:
         storage.write_json(
-            aws.lake, f"{dataset.prefix(DATASET_ID)}trained.json", {"run_id": "delivery-6-earlier"}
+            aws.lake, f"datasets/{DATASET_ID}/training-claim.json", {"run_id": "delivery-7-other"}
         )
     started = training_start.lambda_handler(start_event(features, config), CONTEXT)
     assert (started["status"], started["job"]) == ("COMPLETED", None)
     assert started["skipped"].startswith(expected)
+
+
+def test_the_last_run_to_reach_the_gate_trains_the_newest_snapshot_even_if_another_run_built_it(
+    aws: SimpleNamespace, sagemaker: Stubber
+) -> None:
+    # Given the newest snapshot written by another run, which has passed its gate and still runs
+    features_result(aws, latest_run="delivery-7-earlier")
+    aws.sfn.start_execution(stateMachineArn=aws.state_machine, name="delivery-7-earlier")
+    storage.write_json(
+        aws.lake, "runs/delivery-7-earlier/training-gate.json", {"run_id": "delivery-7-earlier"}
+    )
+    aws.sfn.start_execution(stateMachineArn=aws.state_machine, name=RUN_ID)  # this run
+    sagemaker.add_response("create_training_job", {"TrainingJobArn": arn()}, create_request(aws.lake))
+
+    # When this run (whose own features changed nothing) reaches the gate
+    started = training_start.lambda_handler(start_event({"result": {"skipped": True}}), CONTEXT)
+
+    # Then it trains the newest snapshot, holds its claim and has marked its own gate
+    assert (started["status"], started["dataset_id"]) == ("IN_PROGRESS", DATASET_ID)
+    claim = storage.read_json(aws.lake, f"datasets/{DATASET_ID}/training-claim.json")
+    assert claim["run_id"] == RUN_ID
+    assert storage.read_json(aws.lake, f"runs/{RUN_ID}/training-gate.json")["run_id"] == RUN_ID
+
+
+def test_two_runs_at_the_gate_together_start_one_job(aws: SimpleNamespace, sagemaker: Stubber) -> None:
+    features_result(aws)
+    sagemaker.add_response("create_training_job", {"TrainingJobArn": arn()}, create_request(aws.lake))
+    first = training_start.lambda_handler(start_event(features_result(aws)), CONTEXT)
+    other = start_event(features_result(aws)) | {"run_id": "delivery-7-twin"}
+    second = training_start.lambda_handler(other, CONTEXT)
+    assert first["status"] == "IN_PROGRESS"
+    assert second["skipped"] == f"run {RUN_ID} trains dataset {DATASET_ID}"
 
 
 @pytest.mark.parametrize(
