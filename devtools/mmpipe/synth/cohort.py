@@ -358,8 +358,10 @@ def _draw_outcomes(rng: np.random.Generator, features: dict[str, float]) -> dict
     return outcomes
 
 
-def draw_patient(seed: int, index: int) -> Patient:
-    """One patient, from its own stream: the same (seed, index) always gives the same patient."""
+def draw_patient(seed: int, index: int, imaging_fraction: float = IMAGING_FRACTION) -> Patient:
+    """One patient, from its own stream: the same (seed, index) always gives the same patient. The draw
+    behind `has_imaging` does not depend on `imaging_fraction`: a smaller fraction images a subset of the
+    patients a larger one images, everything else equal."""
     rng = rng_for(seed, Stream.COHORT, index)
     male = bool(rng.random() < 0.48)
     age = float(np.clip(rng.normal(63.0, 11.0), 40.0, 90.0))
@@ -370,7 +372,7 @@ def draw_patient(seed: int, index: int) -> Patient:
     features = risk_features(baseline, male, genome, brain)
     outcomes = _draw_outcomes(rng, features)
     has_genome = bool(rng.random() < GENOME_FRACTION)
-    has_imaging = bool(rng.random() < IMAGING_FRACTION)
+    has_imaging = bool(rng.random() < imaging_fraction)
     imaging_date = _uniform_date(rng, IMAGING_FIRST, IMAGING_LAST)
     return Patient(
         index=index,
@@ -388,5 +390,5 @@ def draw_patient(seed: int, index: int) -> Patient:
     )
 
 
-def draw_cohort(seed: int, patients: int) -> list[Patient]:
-    return [draw_patient(seed, index) for index in range(1, patients + 1)]
+def draw_cohort(seed: int, patients: int, imaging_fraction: float = IMAGING_FRACTION) -> list[Patient]:
+    return [draw_patient(seed, index, imaging_fraction) for index in range(1, patients + 1)]

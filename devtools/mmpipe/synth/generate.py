@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmpipe.synth import clinical, genome, imaging
-from mmpipe.synth.cohort import OUTCOMES, Patient, draw_cohort
+from mmpipe.synth.cohort import IMAGING_FRACTION, OUTCOMES, Patient, draw_cohort
 from mmpipe.synth.identity import identity_of
 from mmpipe.synth.imaging import SeriesTruth
 from mmpipe.synth.truth import FORMAT_VERSION, TRUTH_DIR, model_description, patient_truth, write_truth
@@ -82,17 +82,21 @@ def generate_cohort(
     patients: int,
     seed: int,
     modalities: set[str] = set(MODALITIES),  # noqa: B006 - never mutated; the documented default
+    imaging_fraction: float = IMAGING_FRACTION,
 ) -> dict[str, Any]:
     """Write a synthetic multimodal delivery to `out_dir` and return counts.
 
-    Deterministic: the same (patients, seed, modalities) give byte-identical files. Patient i is the same
-    person whatever the cohort size or modalities. Raises ValueError for unknown modalities or
-    patients < 1, FileExistsError when out_dir is not empty.
+    Deterministic: the same (patients, seed, modalities, imaging_fraction) give byte-identical files.
+    Patient i is the same person whatever the cohort size, modalities or imaging fraction (a smaller
+    fraction images a subset). Raises ValueError for unknown modalities, patients < 1 or a fraction outside
+    [0, 1], FileExistsError when out_dir is not empty.
     """
+    if not 0.0 <= imaging_fraction <= 1.0:
+        raise ValueError(f"imaging_fraction must be within [0, 1], not {imaging_fraction}")
     out_dir = Path(out_dir)
     requested = _check_arguments(out_dir, patients, modalities)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cohort = draw_cohort(seed, patients)
+    cohort = draw_cohort(seed, patients, imaging_fraction)
     summary: dict[str, Any] = {"patients": patients, "seed": seed, "modalities": sorted(requested)}
 
     vcf_records: dict[str, int] = {}
@@ -118,7 +122,7 @@ def generate_cohort(
         "seed": seed,
         "patient_count": patients,
         "modalities": sorted(requested),
-        "model": model_description(seed),
+        "model": model_description(seed, imaging_fraction),
         "summary": summary,
         "patients": [
             patient_truth(p, patient_modalities(p, requested), series.get(p.id), vcf_records.get(p.id))

@@ -63,14 +63,14 @@ MEASUREMENT_MODEL = (
 )
 
 
-def model_description(seed: int) -> dict[str, Any]:
+def model_description(seed: int, imaging_fraction: float = IMAGING_FRACTION) -> dict[str, Any]:
     return {
         "seed": seed,
         "description": MODEL_DESCRIPTION,
         "study_period": {"start": STUDY_START.isoformat(), "end": STUDY_END.isoformat()},
         "onset_window": {"first": ONSET_FIRST.isoformat(), "last": ONSET_LAST.isoformat()},
         "imaging_window": {"first": IMAGING_FIRST.isoformat(), "last": IMAGING_LAST.isoformat()},
-        "modality_fractions": {"genomic": GENOME_FRACTION, "imaging": IMAGING_FRACTION, "clinical": 1.0},
+        "modality_fractions": {"genomic": GENOME_FRACTION, "imaging": imaging_fraction, "clinical": 1.0},
         "label_model": {
             "link": "logistic",
             "outcomes": {
