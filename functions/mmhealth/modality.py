@@ -8,6 +8,7 @@ commit are here, once.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,7 @@ from mmhealth.contracts import (
 )
 from mmhealth.errors import InvalidInputError
 from mmhealth.lakehouse.catalog import replace_rows
-from mmhealth.observability import MetricUnit, logger, metrics, tracer
+from mmhealth.observability import MetricUnit, logger, metrics, timed, tracer
 from mmhealth.settings import settings
 
 
@@ -72,6 +73,7 @@ def import_chunk(
     Errors other than InvalidInputError (S3 throttling, a crash) propagate: the state machine retries the
     chunk, and staged part keys are deterministic, so a retry overwrites rather than duplicates.
     """
+    started = time.monotonic()
     lake = settings().lake_bucket
     paths = RunPaths(ref.run_id)
     chunk = load_chunk(ref)
@@ -105,10 +107,11 @@ def import_chunk(
         part = pa.concat_tables(pieces, promote_options="default")
         storage.write_parquet(lake, paths.staged_part(ref.modality, name, ref.chunk_id), part)
         parts += 1
-    metrics.add_metric(name=f"{ref.modality.capitalize()}RowsStaged", unit=MetricUnit.Count, value=rows)
-    metrics.add_metric(
-        name=f"{ref.modality.capitalize()}FilesStaged", unit=MetricUnit.Count, value=len(staged)
-    )
+    # Per modality (README, on-call runbook); FilesQuarantined is counted where each record is written.
+    metrics.add_dimensioned_metric("FilesIngested", MetricUnit.Count, len(staged), modality=ref.modality)
+    metrics.add_dimensioned_metric("RowsStaged", MetricUnit.Count, rows, modality=ref.modality)
+    seconds = round(time.monotonic() - started, 3)
+    metrics.add_dimensioned_metric("ImportSeconds", MetricUnit.Seconds, seconds, modality=ref.modality)
     logger.info(
         "chunk imported",
         extra={
@@ -181,8 +184,8 @@ def commit_tables(
             continue
         commit = replace_rows(name, rows, run_id, owned_by)
         commits.append(commit)
-        metrics.add_metric(
-            name=f"{modality.capitalize()}RowsCommitted", unit=MetricUnit.Count, value=commit.rows_added
+        metrics.add_dimensioned_metric(
+            "RowsCommitted", MetricUnit.Count, commit.rows_added, modality=modality
         )
         logger.info("table committed", extra=commit.model_dump())
     return commits
@@ -193,7 +196,8 @@ def catalog_run(
     run_id: str, modality: Modality, owners: Mapping[str, OwnedBy], quarantined: int
 ) -> CatalogResult:
     """Commit every staged part of this run and modality: one atomic, run-tagged commit per table."""
-    commits = commit_tables(run_id, modality, owners, read_staged(run_id, modality, owners))
+    with timed("CatalogSeconds", modality=modality):
+        commits = commit_tables(run_id, modality, owners, read_staged(run_id, modality, owners))
     return CatalogResult(run_id=run_id, modality=modality, commits=commits, quarantined=quarantined)
 
 

@@ -52,7 +52,7 @@ def record(
             "reason": reason,
         },
     )
-    metrics.add_metric(name="FilesQuarantined", unit=MetricUnit.Count, value=1)
+    metrics.add_dimensioned_metric("FilesQuarantined", MetricUnit.Count, 1, modality=modality)
     return rec
 
 

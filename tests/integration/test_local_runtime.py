@@ -211,7 +211,7 @@ def test_the_stack_of_template_yaml_exists_with_what_moto_cloudformation_skips(r
         "deadLetterTargetArn": dead_letter["QueueArn"],
         "maxReceiveCount": 5,
     }
-    assert ingest["VisibilityTimeout"] == "380"
+    assert ingest["VisibilityTimeout"] == "390"
     assert "AllowLandingBucketEvents" in ingest["Policy"]
     glue = runtime.client("glue")
     assert {d["Name"] for d in glue.get_databases()["DatabaseList"]} >= {
@@ -222,8 +222,19 @@ def test_the_stack_of_template_yaml_exists_with_what_moto_cloudformation_skips(r
     assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     alarms = runtime.client("cloudwatch").describe_alarms()["MetricAlarms"]
     assert {a["AlarmName"] for a in alarms} == {
-        "mmpipe-local-ExecutionsFailedAlarm",
-        "mmpipe-local-IngestDeadLetterAlarm",
+        f"mmpipe-dev-{name}"
+        for name in (
+            "executions-failed",
+            "ingest-dead-letters",
+            "ingest-queue-stuck",
+            "ingest-function-errors",
+            "lakehouse-and-job-function-errors",
+            "ingest-function-throttles",
+            "lakehouse-and-job-function-throttles",
+            "radiomics-job-failed",
+            "training-job-failed",
+            "health-import-job-failed",
+        )
     }
     assert all(a["AlarmActions"] == [runtime.topic_arn] for a in alarms)
     assert runtime.stack.skipped == []
@@ -259,8 +270,8 @@ def test_functions_get_their_environment_and_the_mapping_its_settings(runtime: L
         function_arn=trigger.arn,
         queue_arn=_queue_attributes(runtime, "IngestQueue")["QueueArn"],
         queue_url=source.queue_url,
-        batch_size=100,
-        batching_window_seconds=20.0,
+        batch_size=1000,
+        batching_window_seconds=30.0,
         report_batch_item_failures=True,
     )
     # Disabled in moto, whose SQS would otherwise hand the messages to its own canned Lambda.
@@ -400,6 +411,8 @@ def test_a_delivery_runs_the_real_state_machine_to_success_and_notifies(
         "GenomicPollFunction": 2,
         "GenomicCatalogFunction": 1,
         "FeaturesFunction": 1,  # the real one: no clinical rows changed, so it returns "skipped"
+        "TrainingStartFunction": 1,  # the real gate: no dataset snapshot, so nothing to train
+        "TrainingCatalogFunction": 1,  # no job: passes the skipped run through
         "FinalizeFunction": 1,
     }
     assert contexts == [

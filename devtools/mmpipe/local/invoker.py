@@ -8,7 +8,8 @@ response is the one AWS gives: StatusCode 200 and the JSON result, or `FunctionE
 such as `TransientError` behave as in the cloud (Step Functions reads the `errorType`).
 
 Functions run in the calling thread (a Step Functions worker, the poller) or, for `InvocationType=Event`,
-in a pool thread. They share the process, hence one `os.environ` (see `process_env`).
+in a pool thread. They share the process, hence one `os.environ` (see `process_env`); each invocation runs
+in its own copy of the context, so the logger keys it adds are its own (see `log_keys`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import botocore.handlers
 from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
+from mmpipe.local import log_keys
 from mmpipe.local.aws import AwsClients
 from mmpipe.local.stack import LocalStack
 
@@ -259,7 +261,10 @@ class LambdaInvoker:
                 raise InvokerConflictError(
                     "another local runtime already answers Lambda Invoke in this process"
                 )
+            newly_installed = _active is None
             _active = self
+            if newly_installed:
+                log_keys.install()
         boto3.DEFAULT_SESSION = None
 
     def uninstall(self, timeout: float = 30.0) -> None:
@@ -272,6 +277,7 @@ class LambdaInvoker:
                 _active = None
                 with contextlib.suppress(ValueError):
                     botocore.handlers.BUILTIN_HANDLERS.remove((_INVOKE_EVENT, _before_call_invoke))
+                log_keys.uninstall()
         boto3.DEFAULT_SESSION = None
 
     # --- invocation --------------------------------------------------------------------------------------
@@ -370,7 +376,7 @@ class LambdaInvoker:
         result: Any = None
         try:
             handler = self._handler(spec)
-            result = handler(event, context)
+            result = log_keys.run_invocation(handler, event, context)
         except Exception as exc:
             error = exc
         duration = time.monotonic() - started

@@ -319,6 +319,10 @@ class LocalRuntime:
         """Context manager: replace handlers (logical id -> callable) for the duration of a block."""
         return self._require_invoker().overridden(overrides)
 
+    def is_local_function(self, function: str) -> bool:
+        """True when an Invoke of `function` (name, ARN or partial ARN, optional `:$LATEST`) runs here."""
+        return self._require_invoker().resolve(function) is not None
+
     def real_handler(self, logical_id: str) -> Handler:
         """The handler named by the function's `Handler` setting (for an override to delegate to)."""
         return self._require_invoker().load_handler(logical_id)

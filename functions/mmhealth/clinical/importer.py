@@ -23,7 +23,7 @@ from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, S3Object
 from mmhealth.errors import InvalidInputError, PipelineError
 from mmhealth.modality import Converted, LineProblem, OwnedBy
-from mmhealth.observability import logger
+from mmhealth.observability import job_failed, logger
 from mmhealth.settings import settings
 
 
@@ -212,4 +212,6 @@ def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
             "unreported": outcome.unreported_failures,
         },
     )
+    if state == "FAILED":
+        job_failed("healthlake")
     return status.model_copy(update={"status": state, "quarantined": quarantined})

@@ -22,7 +22,7 @@ from mmhealth.errors import PipelineError
 from mmhealth.genomic import healthomics, vcf
 from mmhealth.lakehouse.catalog import replace_all
 from mmhealth.modality import Converted, OwnedBy
-from mmhealth.observability import logger
+from mmhealth.observability import job_failed, logger
 from mmhealth.settings import settings
 
 VARIANTS = "genomic.variants"
@@ -90,5 +90,6 @@ def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
     if state == "FAILED":
         detail = "; ".join(failures) or "job FAILED without details"
         failed = modality.discard_chunk(status.chunk, "poll", "healthomics-import-failed", detail)
+        job_failed("healthomics")
         return failed.model_copy(update={"config": status.config, "job": status.job})
     return polling.next_poll(status)

@@ -48,7 +48,7 @@ from mmhealth.imaging import dicom, healthimaging, series
 from mmhealth.imaging.schemas import IMAGING_INSTANCES
 from mmhealth.lakehouse.catalog import read_table, replace_rows, snapshot_id
 from mmhealth.modality import Converted, FileGroupProblem, OwnedBy
-from mmhealth.observability import logger
+from mmhealth.observability import MetricUnit, job_failed, logger, metrics, timed
 from mmhealth.settings import settings
 
 INSTANCES = "imaging.instances"
@@ -80,6 +80,7 @@ def series_of(rows: pa.Table) -> BooleanExpression:
 OWNERS: dict[str, OwnedBy] = {INSTANCES: instances_of, SERIES: series_of}
 
 
+@timed("CatalogSeconds", modality="imaging")
 def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> CatalogResult:
     """Imaging Catalog: commit this run's instances, then judge every series it touched (and every pending
     one) on all of its committed instances; commit the consistent ones' imaging.series rows.
@@ -106,6 +107,9 @@ def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> Catalog
         return CatalogResult(run_id=run_id, modality="imaging", commits=commits, quarantined=quarantined)
     summary, series_commit = _judge_series(judged, run_id, config)
     commits.append(series_commit)
+    metrics.add_dimensioned_metric(
+        "RowsCommitted", MetricUnit.Count, series_commit.rows_added, modality="imaging"
+    )
     problems = {p.series_uid: p for p in summary.problems}
     files = {f.object.object_id: f.object for f in modality.run_files(run_id, "imaging")}
     now = datetime.now(UTC)
@@ -309,6 +313,8 @@ def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
             reason="healthimaging-import-failed", detail=detail, n=len(outcome.failures),
         )  # fmt: skip
     quarantined = status.quarantined + len(outcome.failures) + int(state == "FAILED" and not outcome.failures)
+    if state == "FAILED":
+        job_failed("healthimaging")
     return status.model_copy(update={"status": state, "quarantined": quarantined})
 
 

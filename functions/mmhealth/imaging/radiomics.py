@@ -33,7 +33,7 @@ from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_RADIOMICS
 from mmhealth.modality import FileGroupProblem
-from mmhealth.observability import logger
+from mmhealth.observability import job_failed, logger
 from mmhealth.settings import Settings, settings
 
 RADIOMICS = "features.radiomics"
@@ -282,6 +282,7 @@ def poll(run: RadiomicsRun) -> RadiomicsRun:
     if state == "IN_PROGRESS":
         return polling.next_poll(run)
     if state == "FAILED":
+        job_failed("radiomics")
         raise BackendJobFailed(reason)
     return run.model_copy(update={"status": "COMPLETED"})
 

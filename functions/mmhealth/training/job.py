@@ -43,7 +43,7 @@ from mmhealth.contracts import JobHandle, RunConfig, RunPaths, TableCommit, Trai
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_METRICS
-from mmhealth.observability import logger
+from mmhealth.observability import job_failed, logger
 from mmhealth.settings import Settings, settings
 from mmhealth.training import dataset
 
@@ -133,6 +133,9 @@ def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | 
             None,
         )
     dataset_id = latest["dataset_id"]
+    too_few = _too_few_cases(lake, dataset_id)
+    if too_few is not None:
+        return too_few, None
     trained = _read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
     if trained is not None:
         return f"dataset {dataset_id} already has a model (run {trained.get('run_id')})", None
@@ -140,6 +143,26 @@ def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | 
     if claimant != run_id:
         return f"run {claimant} trains dataset {dataset_id}", None
     return None, latest
+
+
+# The training job needs this many positive and negative patients of an outcome to split and train it.
+MIN_CASES_PER_CLASS = 5
+
+
+def _too_few_cases(lake: str, dataset_id: str) -> str | None:
+    """Why the snapshot cannot train any outcome (too few labelled patients), or None."""
+    manifest = _read_optional(lake, f"{dataset.prefix(dataset_id)}manifest.json") or {}
+    counts = {
+        outcome: (int(c.get("positives", 0)), int(c.get("eligible", 0)) - int(c.get("positives", 0)))
+        for outcome, c in (manifest.get("prevalence") or {}).items()
+    }
+    if any(min(pair) >= MIN_CASES_PER_CLASS for pair in counts.values()):
+        return None
+    shown = ", ".join(f"{o} {p}+/{n}-" for o, (p, n) in counts.items()) or "no outcome"
+    return (
+        f"dataset {dataset_id} has too few labelled patients to train ({shown}; at least "
+        f"{MIN_CASES_PER_CLASS} positive and {MIN_CASES_PER_CLASS} negative per outcome)"
+    )
 
 
 def _read_optional(bucket: str, key: str) -> dict[str, Any] | None:
@@ -254,6 +277,7 @@ def poll(run: TrainingRun) -> TrainingRun:
     if state == "IN_PROGRESS":
         return polling.next_poll(run)
     if state == "FAILED":
+        job_failed("training")
         raise BackendJobFailed(reason)
     return run.model_copy(update={"status": "COMPLETED"})
 

@@ -68,6 +68,11 @@ def pipeline(aws: SimpleNamespace) -> str:
 def features_result(aws: SimpleNamespace, *, latest_run: str = RUN_ID) -> dict[str, Any]:
     """What BuildFeatures leaves in $.features when it wrote a snapshot (and datasets/latest.json)."""
     storage.write_json(aws.lake, dataset.LATEST, {"dataset_id": DATASET_ID, "run_id": latest_run})
+    prevalence = {
+        "hypertension": {"eligible": 100, "positives": 40},
+        "stroke": {"eligible": 100, "positives": 3},
+    }
+    storage.write_json(aws.lake, f"datasets/{DATASET_ID}/manifest.json", {"prevalence": prevalence})
     uri = f"s3://{aws.lake}/{dataset.prefix(DATASET_ID)}"
     return {"result": {"patients": 10, "dataset": {"dataset_id": DATASET_ID, "uri": uri}}}
 
@@ -160,6 +165,7 @@ def test_other_start_errors_are_not_swallowed(aws: SimpleNamespace, sagemaker: S
         ("another-run-ingesting", "run delivery-7-later (1 run(s) in all) is still ingesting"),
         ("already-trained", f"dataset {DATASET_ID} already has a model (run delivery-6-earlier)"),
         ("claimed", f"run delivery-7-other trains dataset {DATASET_ID}"),
+        ("too-few", f"dataset {DATASET_ID} has too few labelled patients to train (hypertension 4+/2-"),
     ],
 )
 def test_the_gate_starts_no_job_and_says_why(
@@ -175,10 +181,16 @@ def test_the_gate_starts_no_job_and_says_why(
         aws.sfn.start_execution(stateMachineArn=aws.state_machine, name="delivery-7-later")
     elif case == "already-trained":
         storage.write_json(aws.lake, f"datasets/{DATASET_ID}/trained.json", {"run_id": "delivery-6-earlier"})
-    else:
+    elif case == "claimed":
         storage.write_json(
             aws.lake, f"datasets/{DATASET_ID}/training-claim.json", {"run_id": "delivery-7-other"}
         )
+    else:
+        prevalence = {
+            "hypertension": {"eligible": 6, "positives": 4},
+            "stroke": {"eligible": 6, "positives": 0},
+        }
+        storage.write_json(aws.lake, f"datasets/{DATASET_ID}/manifest.json", {"prevalence": prevalence})
     started = training_start.lambda_handler(start_event(features, config), CONTEXT)
     assert (started["status"], started["job"]) == ("COMPLETED", None)
     assert started["skipped"].startswith(expected)

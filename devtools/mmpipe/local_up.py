@@ -1,0 +1,277 @@
+"""`mmpipe local up`: the local runtime kept running and fed by a watched folder, the way ops feed S3.
+
+Whatever is dropped into the inbox is uploaded to the landing bucket once it has stopped changing (same
+size and mtime for `settle` seconds), which sends the S3 events that drive the pipeline. Files under
+INBOX/<delivery>/... go to incoming/<delivery>/..., files directly in INBOX to incoming/inbox-<UTC date>/.
+A file version (path, size, mtime) is uploaded once; hidden files and folders are skipped. Files already
+there at start are uploaded too (the runtime starts empty).
+
+While it runs, a state file (default .mmpipe/local.json) tells other processes where the runtime listens,
+so `mmpipe status --local`, `mmpipe redrive --local` and `mmpipe invoke --local` work from another
+terminal. SIGINT / SIGTERM stop it cleanly and remove the state file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from mmpipe.local.state_file import LocalState, LocalStateError, read_state, remove_state, write_state
+from mmpipe.status import TERMINAL, execution_row, read_json
+
+SETTLE_SECONDS = 1.0
+SCAN_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A file of the inbox, at one version, and the landing key it goes to."""
+
+    path: Path
+    relative: str
+    key: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def version(self) -> tuple[str, int, int]:
+        return (self.relative, self.size, self.mtime_ns)
+
+
+def landing_key(relative: Path, today: str) -> str:
+    """<delivery>/<path> -> incoming/<delivery>/<path>; a file directly in the inbox ->
+    incoming/inbox-<today>/<name>."""
+    if len(relative.parts) > 1:
+        return f"incoming/{relative.as_posix()}"
+    return f"incoming/inbox-{today}/{relative.name}"
+
+
+def _utc_today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class InboxWatcher:
+    """Polls a folder; `scan()` returns the files whose size and mtime held still for `settle` seconds and
+    whose version was not handed out before (call `done()` once it is uploaded, or given up on)."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        settle: float = SETTLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], str] = _utc_today,
+    ) -> None:
+        self.inbox = inbox
+        self.settle = settle
+        self._clock = clock
+        self._today = today
+        self._seen: dict[Path, tuple[int, int, float]] = {}  # path -> size, mtime_ns, unchanged since
+        self._done: set[tuple[str, int, int]] = set()
+
+    def scan(self) -> list[InboxFile]:
+        now = self._clock()
+        ready: list[InboxFile] = []
+        present: set[Path] = set()
+        for path in sorted(self.inbox.rglob("*")):
+            relative = path.relative_to(self.inbox)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            try:
+                if not path.is_file():
+                    continue
+                stat = path.stat()
+            except OSError:  # removed while scanning
+                continue
+            present.add(path)
+            size, mtime_ns = stat.st_size, stat.st_mtime_ns
+            seen = self._seen.get(path)
+            if seen is None or seen[:2] != (size, mtime_ns):
+                self._seen[path] = (size, mtime_ns, now)
+                continue
+            candidate = InboxFile(
+                path, relative.as_posix(), landing_key(relative, self._today()), size, mtime_ns
+            )
+            if now - seen[2] >= self.settle and candidate.version not in self._done:
+                ready.append(candidate)
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
+        return ready
+
+    def done(self, file: InboxFile) -> None:
+        self._done.add(file.version)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (instead of raising KeyboardInterrupt or ending the process)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+def local_state(runtime: Any, lambda_endpoint_url: str, inbox: Path, log_file: Path) -> LocalState:
+    """What the state file says about a started runtime."""
+    from mmpipe.local.process_env import ACCOUNT_ID, REGION
+
+    outputs, ids = runtime.outputs, runtime.physical_ids
+    return LocalState(
+        pid=os.getpid(),
+        endpoint_url=runtime.endpoint_url,
+        lambda_endpoint_url=lambda_endpoint_url,
+        region=REGION,
+        account_id=ACCOUNT_ID,
+        stack_name=runtime.stack_name,
+        state_machine_arn=runtime.state_machine_arn,
+        landing_bucket=runtime.landing_bucket,
+        lake_bucket=runtime.lake_bucket,
+        glue_database_prefix=outputs["GlueDatabasePrefix"],
+        topic_arn=runtime.topic_arn,
+        ingest_queue_url=ids["IngestQueue"],
+        dead_letter_queue_url=outputs["IngestDeadLetterQueueUrl"],
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        functions={logical_id: spec.name for logical_id, spec in sorted(runtime.functions.items())},
+        inbox=str(inbox.resolve()),
+        log_file=str(log_file.resolve()),
+    )
+
+
+def upload_ready(runtime: Any, watcher: InboxWatcher, out: TextIO) -> int:
+    """Upload what the watcher finds ready, as one burst (events held, so the burst forms full batches)."""
+    ready = watcher.scan()
+    if not ready:
+        return 0
+    uploaded = 0
+    with runtime.events_held():
+        for file in ready:
+            watcher.done(file)  # once per version, even if it fails: a changed file is a new version
+            try:
+                runtime.upload(file.path, file.key)
+            except Exception as exc:  # an unreadable file must not stop the watch
+                _say(out, f"upload failed: {file.relative}: {type(exc).__name__}: {exc}")
+                continue
+            uploaded += 1
+            _say(
+                out,
+                f"uploaded {file.relative} ({file.size} bytes) -> s3://{runtime.landing_bucket}/{file.key}",
+            )
+    return uploaded
+
+
+def report_finished(runtime: Any, reported: set[str], out: TextIO) -> None:
+    """One line per execution that finished since the last call."""
+    for summary in runtime.executions():
+        if summary["status"] not in TERMINAL or summary["executionArn"] in reported:
+            continue
+        reported.add(summary["executionArn"])
+        description = runtime.client("stepfunctions").describe_execution(executionArn=summary["executionArn"])
+        _say(out, finished_line(runtime, execution_row(dict(description))))
+
+
+def finished_line(runtime: Any, row: dict[str, Any]) -> str:
+    line = f"run {row['execution']} {row['status']}"
+    if row["seconds"] is not None:
+        line += f" in {row['seconds']:.1f} s"
+    summary = read_json(runtime.client("s3"), runtime.lake_bucket, f"runs/{row['run_id']}/summary.json")
+    if summary is not None:
+        modalities = ", ".join(
+            f"{name} {entry.get('status')}" for name, entry in (summary.get("modalities") or {}).items()
+        )
+        line += f": {modalities or 'no modality'}; {summary.get('quarantined', 0)} quarantined"
+    if row.get("error") or row.get("cause"):
+        line += f"; {row.get('error')}: {row.get('cause')}"
+    return line
+
+
+class UnimplementedOperationNote(logging.Filter):
+    """moto's server logs a whole traceback for an operation it lacks; `mmpipe redrive` (another process)
+    expects that and falls back, so one line says it here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "has not been implemented" in message:
+            record.msg, record.args = f"moto: {message.strip().splitlines()[-1]}", ()
+        return True
+
+
+def _say(out: TextIO, message: str) -> None:
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=out, flush=True)
+
+
+def serve(
+    inbox: Path,
+    state_file: Path,
+    *,
+    parameters: dict[str, str] | None = None,
+    log_file: Path | None = None,
+    settle: float = SETTLE_SECONDS,
+    scan_seconds: float = SCAN_SECONDS,
+    batching_window: float = 5.0,
+    stop: threading.Event | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run until SIGINT/SIGTERM (or `stop` is set). 0 after a clean stop, 2 when another `local up` owns
+    the state file."""
+    from mmpipe.local.lambda_endpoint import LambdaEndpoint
+    from mmpipe.local.runtime import LocalRuntime
+    from mmpipe.local_run import route_handler_logs
+
+    try:
+        other = read_state(state_file)
+    except LocalStateError:
+        pass  # none, or stale: ours to write
+    else:
+        print(f"error: mmpipe local up (pid {other.pid}) already uses {state_file}", file=sys.stderr)
+        return 2
+    stop = stop or threading.Event()
+    inbox.mkdir(parents=True, exist_ok=True)
+    log_file = log_file or state_file.parent / "local-logs.jsonl"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF would flood the log
+    warnings.filterwarnings("ignore", message="No application metrics to publish")  # metrics are off
+    route_handler_logs(log_file)
+    logging.getLogger("werkzeug").addFilter(UnimplementedOperationNote())
+    watcher = InboxWatcher(inbox, settle=settle)
+    reported: set[str] = set()
+    with (
+        stop_on_signals(stop),
+        LocalRuntime(parameters=parameters or {}, max_batching_window=batching_window) as runtime,
+    ):
+        endpoint = LambdaEndpoint(runtime.client("lambda"), runtime.is_local_function).start()
+        try:
+            write_state(state_file, local_state(runtime, endpoint.url, inbox, log_file))
+            _say(
+                out, f"local runtime up at {runtime.endpoint_url} (Lambda: {endpoint.url}); watching {inbox}"
+            )
+            _say(out, f"state file {state_file}; handler logs {log_file}; Ctrl-C to stop")
+            while not stop.is_set():
+                try:
+                    upload_ready(runtime, watcher, out)
+                    report_finished(runtime, reported, out)
+                except Exception as exc:  # keep watching: the next scan retries
+                    _say(out, f"error: {type(exc).__name__}: {exc}")
+                stop.wait(scan_seconds)
+        finally:
+            remove_state(state_file, os.getpid())
+            endpoint.stop()
+    _say(out, "stopped")
+    return 0

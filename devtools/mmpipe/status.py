@@ -1,0 +1,492 @@
+"""`mmpipe status`: recent executions, and for one run its progress, counts, quarantine and failure.
+
+Reads only public AWS APIs (Step Functions ListExecutions / DescribeExecution / GetExecutionHistory, S3
+reads of runs/<run>/manifest.json, summary.json and quarantine/*.json), so the same code answers for a
+deployed stack and for the local runtime. Output carries identifiers, counts, states and reasons; never a
+file's contents, and not a quarantine record's `detail` (a validation message can quote the rejected
+value).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mmhealth.runs import short_cause
+from mmpipe.statemachine import BRANCHES
+from mmpipe.targets import Target
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+FAILED = {"FAILED", "TIMED_OUT", "ABORTED"}
+QUARANTINE_FIELDS = ("key", "modality", "stage", "reason", "line")
+
+
+class RunNotFoundError(LookupError):
+    """No execution of that name (or ARN) on the state machine."""
+
+
+# --- executions ------------------------------------------------------------------------------------------
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """arn:aws:states:<region>:<account>:stateMachine:<sm> -> ...:execution:<sm>:<name>"""
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
+def run_id_of(description: dict[str, Any]) -> str:
+    """The run id is the execution input's `run_id` (a re-started run's execution is named `<run>-r<n>`)."""
+    try:
+        run_id = json.loads(description.get("input") or "{}").get("run_id")
+    except (json.JSONDecodeError, AttributeError):
+        run_id = None
+    return str(run_id or description["name"])
+
+
+def describe(sfn: Any, arn: str) -> dict[str, Any] | None:
+    """DescribeExecution, or None when there is no such execution."""
+    try:
+        return dict(sfn.describe_execution(executionArn=arn))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            return None
+        raise
+
+
+_ATTEMPT = re.compile(r"^(?P<run>.+)-r(?P<n>\d+)$")
+
+
+def attempts(target: Target, run: str) -> list[dict[str, Any]]:
+    """Every execution of a run, oldest first: the one named RUN (or the ARN given), then the restarts
+    `mmpipe redrive` started where RedriveExecution is not available (`RUN-r1`, `RUN-r2`, ...).
+
+    Raises RunNotFoundError when there is none.
+    """
+    sfn = target.client("stepfunctions")
+    if run.startswith("arn:"):
+        description = describe(sfn, run)
+        if description is None:
+            raise RunNotFoundError(f"no execution {run}")
+        return [description]
+    first = describe(sfn, execution_arn(target.state_machine_arn, run))
+    if first is None:
+        raise RunNotFoundError(f"no execution named {run} on {target.state_machine_arn}")
+    found = [first]
+    for n in range(1, 1000):
+        restart = describe(sfn, execution_arn(target.state_machine_arn, f"{run}-r{n}"))
+        if restart is None:
+            break
+        found.append(restart)
+    return found
+
+
+def next_attempt_name(target: Target, run: str) -> str:
+    """The name for a new execution of a run: `<run>-r<n>` with n one past the last restart."""
+    match = _ATTEMPT.match(run)
+    base = match.group("run") if match else run
+    try:
+        return f"{base}-r{len(attempts(target, base))}"
+    except RunNotFoundError:
+        return f"{base}-r1"
+
+
+def recent_executions(target: Target, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest `limit` executions, newest first, each with its run id and (if it failed) its cause."""
+    sfn = target.client("stepfunctions")
+    listed: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"stateMachineArn": target.state_machine_arn, "maxResults": min(limit, 1000)}
+    while len(listed) < limit:
+        page = sfn.list_executions(**kwargs)
+        listed.extend(page["executions"])
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    listed.sort(key=lambda e: e["startDate"], reverse=True)
+    rows = []
+    for summary in listed[:limit]:
+        description = describe(sfn, summary["executionArn"]) or dict(summary)
+        rows.append(execution_row(description))
+    return rows
+
+
+def execution_row(description: dict[str, Any]) -> dict[str, Any]:
+    """One execution as status reports it (JSON-ready)."""
+    start, stop = description["startDate"], description.get("stopDate")
+    row: dict[str, Any] = {
+        "execution": description["name"],
+        "execution_arn": description["executionArn"],
+        "run_id": run_id_of(description),
+        "status": description["status"],
+        "started_at": _iso(start),
+        "stopped_at": _iso(stop),
+        "seconds": round((stop - start).total_seconds(), 1) if stop else None,
+    }
+    if description.get("redriveCount"):
+        row["redrive_count"] = description["redriveCount"]
+    if description["status"] in FAILED:
+        row["error"] = description.get("error")
+        row["cause"] = short_cause(description.get("cause") or "")
+    return row
+
+
+# --- history ---------------------------------------------------------------------------------------------
+
+
+def execution_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        events.extend(page["events"])
+    return events
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if key.endswith("EventDetails") and isinstance(value, dict):
+            return value
+    return {}
+
+
+def _is_failure(event: dict[str, Any]) -> bool:
+    kind = event["type"]
+    return kind.endswith(("Failed", "TimedOut", "Aborted")) and not kind.startswith("Execution")
+
+
+def state_of(event: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> str | None:
+    """The state an event belongs to: the nearest *StateEntered up its previousEventId chain."""
+    seen = 0
+    current: dict[str, Any] | None = event
+    while current is not None and seen < 10_000:
+        if current["type"].endswith("StateEntered"):
+            return str(current["stateEnteredEventDetails"]["name"])
+        current = by_id.get(current.get("previousEventId") or 0)
+        seen += 1
+    return None
+
+
+def failures(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every failed attempt of a state, with what became of it: `retried` (the state's Retry ran it again),
+    `caught` (a Catch took over) or `uncaught` (the execution failed there)."""
+    by_id = {e["id"]: e for e in events}
+    following: dict[int, dict[str, Any]] = {}
+    for event in events:
+        previous = event.get("previousEventId")
+        if previous and previous not in following:
+            following[previous] = event
+    found = []
+    for event in events:
+        if not _is_failure(event):
+            continue
+        details = _details(event)
+        if not (details.get("error") or details.get("cause")):
+            continue  # e.g. MapStateFailed / ParallelStateFailed: the cause is on the failed task
+        after = following.get(event["id"])
+        caught_by = None
+        if after is None or after["type"].startswith("Execution"):
+            outcome = "uncaught"
+        elif after["type"].endswith(("Scheduled", "Started")):
+            outcome = "retried"
+        else:
+            outcome = "caught"
+            target = following.get(after["id"])
+            if target is not None and target["type"].endswith("StateEntered"):
+                caught_by = target["stateEnteredEventDetails"]["name"]
+        found.append(
+            {
+                "state": state_of(event, by_id),
+                "event": event["type"],
+                "error": details.get("error"),
+                "cause": short_cause(details.get("cause") or ""),
+                "outcome": outcome,
+                "caught_by": caught_by,
+                "at": _iso(event.get("timestamp")),
+            }
+        )
+    return found
+
+
+def failing_state(failed: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Where a failed run went wrong: the first failure neither retried nor caught into a chunk's
+    quarantine (those are file-level problems the run goes on after), else the state it ended in."""
+    final = [f for f in failed if f["outcome"] != "retried"]
+    run_level = [f for f in final if not _CHUNK_FAILURE.match(f.get("caught_by") or "")]
+    if run_level:
+        return run_level[0]
+    return final[0] if final else execution_failure(events)
+
+
+_CHUNK_FAILURE = re.compile(r"^Record\w+ChunkFailure$")
+
+
+def execution_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """ExecutionFailed / TimedOut / Aborted: the state it ended in, its error and cause."""
+    by_id = {e["id"]: e for e in events}
+    for event in reversed(events):
+        if event["type"] in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
+            details = _details(event)
+            return {
+                "state": state_of(event, by_id),
+                "error": details.get("error"),
+                "cause": short_cause(details.get("cause") or ""),
+            }
+    return None
+
+
+def state_counts(events: Iterable[dict[str, Any]]) -> tuple[Counter[str], Counter[str]]:
+    """How often each state was entered and exited."""
+    entered: Counter[str] = Counter()
+    exited: Counter[str] = Counter()
+    for event in events:
+        if event["type"].endswith("StateEntered"):
+            entered[event["stateEnteredEventDetails"]["name"]] += 1
+        elif event["type"].endswith("StateExited"):
+            exited[event["stateExitedEventDetails"]["name"]] += 1
+    return entered, exited
+
+
+def modality_progress(
+    events: list[dict[str, Any]], manifest: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Per modality of the run: files and chunks (manifest), chunks done / failed and phase (history)."""
+    entered, exited = state_counts(events)
+    chunks: Counter[str] = Counter()
+    files: Counter[str] = Counter()
+    for ref in (manifest or {}).get("chunks", []):
+        chunks[ref["modality"]] += 1
+        files[ref["modality"]] += int(ref.get("files", 0))
+    progress: dict[str, dict[str, Any]] = {}
+    for modality, p in BRANCHES.items():
+        if not chunks[modality] and not entered[f"Has{p}Files"]:
+            continue
+        final_catalog = "CatalogRadiomics" if modality == "imaging" else f"Catalog{p}"
+        if entered[f"{p}Skipped"]:
+            phase = "skipped"
+        elif entered[f"{p}Failed"]:
+            phase = "failed"
+        elif exited[final_catalog]:
+            phase = "done"
+        elif modality == "imaging" and exited["CatalogImaging"]:
+            phase = "radiomics"
+        elif entered[f"Catalog{p}"]:
+            phase = "cataloguing"
+        elif entered[f"Import{p}Chunks"]:
+            phase = "importing"
+        else:
+            phase = "pending"
+        progress[modality] = {
+            "phase": phase,
+            "files": files[modality],
+            "chunks": chunks[modality],
+            "chunks_done": exited[f"{p}ChunkDone"],
+            "chunks_failed": exited[f"Record{p}ChunkFailure"],
+        }
+    return progress
+
+
+def open_states(events: list[dict[str, Any]]) -> dict[str, int]:
+    """States entered and not yet exited (what a running execution is doing now), with how many."""
+    entered, exited = state_counts(events)
+    return {name: n - exited[name] for name, n in sorted(entered.items()) if n > exited[name]}
+
+
+# --- the run's files in the lake -------------------------------------------------------------------------
+
+
+def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    data = json.loads(body)
+    return data if isinstance(data, dict) else None
+
+
+def quarantined(s3: Any, bucket: str, run_id: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """(how many records the run has, up to `limit` of them: key, modality, stage, reason, line)."""
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"runs/{run_id}/quarantine/"
+    ):
+        keys.extend(item["Key"] for item in page.get("Contents", []))
+    records = []
+    for key in sorted(keys)[:limit]:
+        record = read_json(s3, bucket, key) or {}
+        records.append({name: record.get(name) for name in QUARANTINE_FIELDS})
+    records.sort(key=lambda r: (str(r["key"]), r["line"] or 0))
+    return len(keys), records
+
+
+# --- one run ---------------------------------------------------------------------------------------------
+
+
+def run_status(target: Target, run: str, quarantine_limit: int = 100) -> dict[str, Any]:
+    """Everything `mmpipe status --run RUN` shows, JSON-ready. Raises RunNotFoundError."""
+    executions = attempts(target, run)
+    latest = executions[-1]
+    run_id = run_id_of(latest)
+    sfn, s3 = target.client("stepfunctions"), target.client("s3")
+    events = execution_history(sfn, latest["executionArn"])
+    manifest = read_json(s3, target.lake_bucket, f"runs/{run_id}/manifest.json")
+    # While the newest attempt runs, a summary can only be an earlier attempt's: not this one's outcome.
+    finished = latest["status"] in TERMINAL
+    summary = read_json(s3, target.lake_bucket, f"runs/{run_id}/summary.json") if finished else None
+    total, records = quarantined(s3, target.lake_bucket, run_id, quarantine_limit)
+    progress = modality_progress(events, manifest)
+    for name, entry in ((summary or {}).get("modalities") or {}).items():
+        merged = progress.setdefault(name, {"phase": entry.get("status")})
+        merged["status"] = entry.get("status")
+        for key in ("files", "tables", "quarantined", "error", "cause"):
+            if entry.get(key) is not None:
+                merged[key] = entry[key]
+    failed = failures(events)
+    document: dict[str, Any] = {
+        "run_id": run_id,
+        "execution": execution_row(latest),
+        "attempts": [execution_row(e) for e in executions[:-1]],
+        "deliveries": (manifest or {}).get("deliveries", []),
+        "unknown_files": len((manifest or {}).get("unknown", [])),
+        "modalities": progress,
+        "open_states": {} if finished else open_states(events),
+        "failing_state": failing_state(failed, events) if latest["status"] in FAILED else None,
+        "failures": failed,
+        "execution_failure": execution_failure(events),
+        "summary_status": (summary or {}).get("status"),
+        "summary_cause": (summary or {}).get("cause"),
+        "features": (summary or {}).get("features"),
+        "training": (summary or {}).get("training"),
+        "quarantined": total,
+        "quarantine": records,
+    }
+    return document
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+
+def render_executions(rows: list[dict[str, Any]], where: str) -> str:
+    if not rows:
+        return f"no executions on {where}"
+    lines = [f"executions on {where}, newest first:"]
+    header = f"  {'STATUS':<10} {'STARTED (UTC)':<20} {'SECONDS':>8}  EXECUTION"
+    lines.append(header)
+    for row in rows:
+        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.1f}"
+        name = row["execution"] + ("" if row["run_id"] == row["execution"] else f" (run {row['run_id']})")
+        lines.append(f"  {row['status']:<10} {_short_time(row['started_at']):<20} {seconds:>8}  {name}")
+        if row.get("error") or row.get("cause"):
+            lines.append(f"  {'':<10} {error_text(row.get('error'), row.get('cause'))}")
+    return "\n".join(lines)
+
+
+def render_run(doc: dict[str, Any], quarantine_lines: int = 50) -> str:
+    execution = doc["execution"]
+    seconds = "" if execution["seconds"] is None else f" in {execution['seconds']:.1f} s"
+    lines = [f"run {doc['run_id']}: {execution['status']}{seconds}"]
+    lines.append(f"  execution   {execution['execution_arn']}")
+    lines.append(f"  started     {execution['started_at']}")
+    for earlier in doc["attempts"]:
+        lines.append(f"  earlier     {earlier['execution']}: {earlier['status']}")
+    if doc["deliveries"]:
+        lines.append(f"  deliveries  {', '.join(doc['deliveries'])}")
+    if doc["open_states"]:
+        now = ", ".join(f"{name}" + (f" x{n}" if n > 1 else "") for name, n in doc["open_states"].items())
+        lines.append(f"  now in      {now}")
+    lines.append("modalities:")
+    if not doc["modalities"]:
+        lines.append("  (none yet)")
+    for name, entry in doc["modalities"].items():
+        lines.append(f"  {name:<9} {_modality_line(entry)}")
+    if doc["unknown_files"]:
+        lines.append(f"  {'unknown':<9} {doc['unknown_files']} file(s) of no known type (quarantined)")
+    failing = doc["failing_state"]
+    if failing:
+        lines.append(f"failing state: {failing['state']}: {error_text(failing['error'], failing['cause'])}")
+        for failure in doc["failures"]:
+            if failure != failing:
+                lines.append(f"  also {failure['state']} ({_outcome(failure)}): {failure['error']}")
+        ended = doc["execution_failure"]
+        if ended and ended != failing:
+            lines.append(
+                f"  execution ended in {ended['state']}: {error_text(ended['error'], ended['cause'])}"
+            )
+    elif doc["failures"]:
+        handled = Counter(f"{f['state']} {_outcome(f)}: {f['error']}" for f in doc["failures"])
+        lines.append("handled failures: " + "; ".join(f"{k} (x{n})" for k, n in handled.items()))
+    if doc["training"] is not None:
+        lines.append(f"training: {training_line(doc['training'])}")
+    lines.append(f"quarantined: {doc['quarantined']}")
+    for record in doc["quarantine"][:quarantine_lines]:
+        line = f" line {record['line']}" if record.get("line") else ""
+        lines.append(
+            f"  {record['reason']:<28} {record['modality']:<9} {record['stage']:<9} {record['key']}{line}"
+        )
+    hidden = doc["quarantined"] - min(len(doc["quarantine"]), quarantine_lines)
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more (--json --quarantine-limit N for all)")
+    return "\n".join(lines)
+
+
+def _outcome(failure: dict[str, Any]) -> str:
+    caught_by = failure.get("caught_by")
+    return f"caught by {caught_by}" if caught_by else str(failure["outcome"])
+
+
+def _modality_line(entry: dict[str, Any]) -> str:
+    parts = [str(entry.get("status") or entry.get("phase"))]
+    if entry.get("files"):
+        parts.append(f"{entry['files']} file(s)")
+    if entry.get("chunks"):
+        done = f"{entry.get('chunks_done', 0)}/{entry['chunks']} chunk(s) done"
+        if entry.get("chunks_failed"):
+            done += f", {entry['chunks_failed']} failed"
+        parts.append(done)
+    if entry.get("tables"):
+        parts.append(", ".join(f"{table} +{rows}" for table, rows in entry["tables"].items()))
+    if entry.get("quarantined"):
+        parts.append(f"{entry['quarantined']} quarantined")
+    line = "; ".join(parts)
+    if entry.get("error") or entry.get("cause"):
+        line += f"\n  {'':<9} {error_text(entry.get('error'), entry.get('cause'))}"
+    return line
+
+
+def training_line(training: dict[str, Any]) -> str:
+    """The run summary's training outcome in one line (skipped reason, failure, or artifacts + headline)."""
+    if training.get("status") == "failed":
+        return f"failed: {error_text(training.get('error'), training.get('cause'))}"
+    if training.get("skipped"):
+        reason = training["skipped"]
+        return "skipped" if reason is True else f"skipped: {reason}"
+    parts = [f"model {training.get('model_uri')}", f"report {training.get('report_uri')}"]
+    for outcome, values in (training.get("headline") or {}).items():
+        auc, f1 = values.get("roc_auc"), values.get("f1")
+        parts.append(f"{outcome} AUC {_number(auc)} F1 {_number(f1)}")
+    return "; ".join(parts)
+
+
+def error_text(error: Any, cause: Any) -> str:
+    """`error: cause`, without repeating the error when the cause already starts with it."""
+    error, cause = str(error or ""), str(cause or "")
+    if not cause or cause == error:
+        return error or "-"
+    if not error or cause.startswith(f"{error}:"):
+        return cause
+    return f"{error}: {cause}"
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _short_time(iso: str | None) -> str:
+    return "" if iso is None else iso[:19].replace("T", " ")
