@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", required=True, help="where run.json, tables/, quarantine.jsonl and logs go")
     run.add_argument("--delivery", help="delivery name (default: delivery-<UTC timestamp>)")
-    run.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the executions")
+    run.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the executions")
     run.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter override"
     )

@@ -259,11 +259,6 @@ class RunPaths:
         return f"runs/{self.run_id}/chunks/{modality}-{index:04d}.json"
 
     @property
-    def training_gate(self) -> str:
-        """Written when the run reaches the training gate: it will build no newer dataset snapshot."""
-        return f"runs/{self.run_id}/training-gate.json"
-
-    @property
     def quarantine_prefix(self) -> str:
         return f"runs/{self.run_id}/quarantine/"
 

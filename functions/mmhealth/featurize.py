@@ -38,10 +38,11 @@ def changed(
 
 
 def rebuild_features(
-    run_id: str, branches: list[dict[str, Any]], config: FeatureConfig | None = None
+    run_id: str, branches: list[dict[str, Any]], config: FeatureConfig | None = None, *, force: bool = False
 ) -> dict[str, Any]:
-    """Recompute and commit the features and labels; returns counts and label prevalence."""
-    if not changed(branches):
+    """Recompute and commit the features and labels; returns counts and label prevalence. Skipped when the
+    run changed no rows, unless `force` (runs that deferred to this one did)."""
+    if not force and not changed(branches):
         return {"skipped": True, "reason": "no clinical, imaging or genomic rows changed in this run"}
     catalog = lakehouse_catalog()
     # Only the columns the features read: whole clinical tables would not fit a Lambda's memory for long.

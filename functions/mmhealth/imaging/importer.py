@@ -173,9 +173,10 @@ def _judge_series(
     meanwhile.
 
     Runs sharing a series judge it concurrently. Whichever commits its series rows last has checked,
-    after its commit, that no instance was committed since its snapshot - so the last word on a series
-    always describes every instance committed before it, and a judgement made on fewer instances (a
-    prefix of a series still arriving, which may look consistent) never outlives a later one.
+    after its commit, that no instance of those series was committed since its snapshot - so the last word
+    on a series always describes every instance committed before it, and a judgement made on fewer
+    instances (a prefix of a series still arriving, which may look consistent) never outlives a later one.
+    (Instances other runs committed for other series do not force another round.)
     """
     judged = _values(series_uids)
     for _ in range(SERIES_JUDGE_ATTEMPTS):
@@ -191,9 +192,20 @@ def _judge_series(
             SERIES, consistent, run_id, lambda _rows: judged, commit_key=f"{run_id}@{snapshot}"
         )
         logger.info("table committed", extra=commit.model_dump())
-        if snapshot_id(INSTANCES) == snapshot:
+        latest = snapshot_id(INSTANCES)
+        if latest == snapshot or _files_of(
+            read_table(INSTANCES, row_filter=judged, at_snapshot=latest)
+        ) == _files_of(rows):
+            # Nothing committed since our snapshot touches these series: the judgement stands.
             return dataclasses.replace(summary, series=consistent), commit
     raise TransientError("imaging.instances kept changing while its series were judged; retry")
+
+
+def _files_of(rows: pa.Table | None) -> set[tuple[str, str]]:
+    """(sop_uid, object_id) of instance rows: which files a judgement saw."""
+    if rows is None:
+        return set()
+    return set(zip(rows["sop_uid"].to_pylist(), rows["object_id"].to_pylist(), strict=True))
 
 
 SERIES_JUDGE_ATTEMPTS = 8

@@ -13,7 +13,8 @@ Contract with the job (containers/training, `python -m training_job`; SageMaker 
 The training gate (StartTraining, after a Wait of `training_settle_seconds` when the run built a snapshot):
 a delivery arriving as several runs (one per trigger batch) trains once, on the newest snapshot, by the last
 run to get here. A run that reaches the gate marks it (`runs/<run>/training-gate.json`: it builds no newer
-snapshot), then trains the newest snapshot (`datasets/latest.json`, whichever run wrote it) only when
+snapshot; see mmhealth.delivery), then trains the newest snapshot (`datasets/latest.json`, whichever run
+wrote it) only when
 - no other execution of the pipeline is still running without that mark (it will build a newer snapshot
   and come here after this run),
 - no model of that snapshot exists (`datasets/<id>/trained.json`), and
@@ -38,8 +39,8 @@ from typing import Any, Literal
 import pyarrow as pa
 from botocore.exceptions import ClientError
 
-from mmhealth import polling, storage
-from mmhealth.contracts import JobHandle, RunConfig, RunPaths, TableCommit, TrainingRun, utc_now
+from mmhealth import delivery, polling, storage
+from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun, utc_now
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_METRICS
@@ -121,11 +122,10 @@ def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | 
     if not config.training:
         return "training is off for this run", None
     lake = settings().lake_bucket
-    storage.write_json(lake, RunPaths(run_id).training_gate, {"run_id": run_id, "at": utc_now()})
+    still_ingesting = delivery.runs_still_before(run_id, "training")
     latest = _read_optional(lake, dataset.LATEST)
     if latest is None:
         return "no dataset snapshot yet: no patient has labels", None
-    still_ingesting = _runs_before_their_gate(lake, run_id)
     if still_ingesting:
         return (
             f"run {still_ingesting[0]} ({len(still_ingesting)} run(s) in all) is still ingesting; the last run "
@@ -165,30 +165,7 @@ def _too_few_cases(lake: str, dataset_id: str) -> str | None:
     )
 
 
-def _read_optional(bucket: str, key: str) -> dict[str, Any] | None:
-    try:
-        return dict(storage.read_json(bucket, key))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-
-
-def _runs_before_their_gate(lake: str, run_id: str) -> list[str]:
-    """Other running executions of the pipeline that have not reached the training gate yet."""
-    machine = settings().state_machine_arn
-    if not machine:
-        raise BackendJobFailed(
-            "the training gate needs STATE_MACHINE_ARN (to see which runs are still ingesting)"
-        )
-    paginator = storage.client("stepfunctions").get_paginator("list_executions")
-    running = [
-        e["name"]
-        for page in paginator.paginate(stateMachineArn=machine, statusFilter="RUNNING")
-        for e in page["executions"]
-        if e["name"] != run_id
-    ]
-    return sorted(name for name in running if _read_optional(lake, RunPaths(name).training_gate) is None)
+_read_optional = delivery.read_optional
 
 
 def _claim(lake: str, dataset_id: str, run_id: str) -> str:

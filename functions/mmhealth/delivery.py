@@ -1,0 +1,58 @@
+"""Once-per-delivery steps: a delivery arrives as several runs (one per trigger batch), and the steps that
+work on the whole lakehouse (the features rebuild, training) should run once, after the last run's data is
+in - not once per run.
+
+    if runs_still_before(run_id, "features"):   # marks this run's gate, then looks at the others
+        ...defer: the last run to reach the gate does it
+
+Each run that reaches a step's gate writes `runs/<run>/<step>-gate.json` first, then lists the pipeline's
+RUNNING executions (Step Functions ListExecutions): one that has not written its mark yet will reach the gate
+after this run, with its own data committed, so this run defers to it. Of runs arriving together, each sees
+the other's mark and both go on (the step itself must tolerate that: features are replaced whole, training
+is claimed with a conditional write). A run that fails before its gate leaves the step to its redrive.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from mmhealth import storage
+from mmhealth.contracts import utc_now
+from mmhealth.errors import PipelineError
+from mmhealth.settings import settings
+
+Step = Literal["features", "training"]
+
+
+def gate_key(run_id: str, step: Step) -> str:
+    return f"runs/{run_id}/{step}-gate.json"
+
+
+def runs_still_before(run_id: str, step: Step) -> list[str]:
+    """Mark this run at `step`'s gate; return the other running executions not there yet (sorted)."""
+    cfg = settings()
+    storage.write_json(cfg.lake_bucket, gate_key(run_id, step), {"run_id": run_id, "at": utc_now()})
+    if not cfg.state_machine_arn:
+        raise PipelineError(
+            f"the {step} gate needs STATE_MACHINE_ARN (to see which runs are still ingesting)"
+        )
+    paginator = storage.client("stepfunctions").get_paginator("list_executions")
+    running = [
+        e["name"]
+        for page in paginator.paginate(stateMachineArn=cfg.state_machine_arn, statusFilter="RUNNING")
+        for e in page["executions"]
+        if e["name"] != run_id
+    ]
+    return sorted(n for n in running if read_optional(cfg.lake_bucket, gate_key(n, step)) is None)
+
+
+def read_optional(bucket: str, key: str) -> dict[str, Any] | None:
+    """The JSON object at `key`, or None when there is none."""
+    try:
+        return dict(storage.read_json(bucket, key))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
