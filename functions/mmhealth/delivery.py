@@ -5,11 +5,14 @@ in - not once per run.
     if runs_still_before(run_id, "features"):   # marks this run's gate, then looks at the others
         ...defer: the last run to reach the gate does it
 
-Each run that reaches a step's gate writes `runs/<run>/<step>-gate.json` first, then lists the pipeline's
-RUNNING executions (Step Functions ListExecutions): one that has not written its mark yet will reach the gate
-after this run, with its own data committed, so this run defers to it. Of runs arriving together, each sees
-the other's mark and both go on (the step itself must tolerate that: features are replaced whole, training
-is claimed with a conditional write). A run that fails before its gate leaves the step to its redrive.
+Each run that reaches a step's gate writes `runs/<run>/<step>-gate.json` first, then looks for work still on
+its way: landing events still in the ingest queue (visible or being batched by the trigger: they become a
+later run) and the pipeline's RUNNING executions (Step Functions ListExecutions) that have not written their
+mark yet (they reach the gate after this run, with their data committed). Either way this run defers. Under
+continuous ingestion the steps therefore wait for a quiet moment: a debounce, by design. Of runs arriving
+together, each sees the other's mark and both go on (the step itself must tolerate that: features are
+replaced whole, training is claimed with a conditional write). A run that fails before its gate leaves
+the step to its redrive.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def runs_still_before(run_id: str, step: Step) -> list[str]:
         raise PipelineError(
             f"the {step} gate needs STATE_MACHINE_ARN (to see which runs are still ingesting)"
         )
+    queued = _events_queued(cfg.ingest_queue_url)
     paginator = storage.client("stepfunctions").get_paginator("list_executions")
     running = [
         e["name"]
@@ -45,7 +49,19 @@ def runs_still_before(run_id: str, step: Step) -> list[str]:
         for e in page["executions"]
         if e["name"] != run_id
     ]
-    return sorted(n for n in running if read_optional(cfg.lake_bucket, gate_key(n, step)) is None)
+    later = sorted(n for n in running if read_optional(cfg.lake_bucket, gate_key(n, step)) is None)
+    return later + ([f"<{queued} landing event(s) still queued for the trigger>"] if queued else [])
+
+
+def _events_queued(queue_url: str | None) -> int:
+    """Landing events in the ingest queue: waiting, or received by the trigger and not yet done."""
+    if not queue_url:
+        return 0
+    attributes = storage.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
 
 
 def read_optional(bucket: str, key: str) -> dict[str, Any] | None:

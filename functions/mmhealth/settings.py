@@ -18,6 +18,7 @@ class Settings(BaseModel):
     lake_bucket: str = Field(min_length=3)
     glue_database_prefix: str = ""
     state_machine_arn: str | None = None
+    ingest_queue_url: str | None = None  # the once-per-delivery gates look for events still queued
     ledger_table: str | None = None
     chunk_size: int = Field(default=25, ge=1, le=1000)
     poll_seconds: int | None = None
@@ -56,6 +57,7 @@ def settings() -> Settings:
             lake_bucket=env.get("LAKE_BUCKET", ""),
             glue_database_prefix=env.get("GLUE_DATABASE_PREFIX", ""),
             state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
+            ingest_queue_url=env.get("INGEST_QUEUE_URL") or None,
             ledger_table=env.get("LEDGER_TABLE") or None,
             chunk_size=int(env.get("CHUNK_SIZE", "25")),
             poll_seconds=int(env["POLL_SECONDS"]) if env.get("POLL_SECONDS") else None,

@@ -61,3 +61,18 @@ def test_the_last_run_rebuilds_even_without_changes_of_its_own_when_others_defer
     features.lambda_handler({"run_id": "d7-last", "modalities": []}, CONTEXT)
 
     assert calls == [True]
+
+
+def test_a_run_defers_while_landing_events_are_still_queued_for_the_trigger(
+    aws: SimpleNamespace, pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no other execution, but events in the ingest queue (they will become a later run)
+    sqs = boto3.client("sqs", endpoint_url=aws.endpoint)
+    queue = sqs.create_queue(QueueName="mmpipe-test-ingest")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    monkeypatch.setenv("INGEST_QUEUE_URL", queue)
+
+    result = features.lambda_handler({"run_id": "d7-first", "modalities": CHANGED}, CONTEXT)
+
+    assert result["skipped"] is True
+    assert "<1 landing event(s) still queued for the trigger>" in result["reason"]
