@@ -7,10 +7,12 @@ give up, so the execution history stays small whatever the job's duration.
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from mmhealth.contracts import PolledJob
-from mmhealth.errors import PipelineError
+from mmhealth.errors import BackendJobFailed, PipelineError
+from mmhealth.observability import job_failed, logger
 
 P = TypeVar("P", bound=PolledJob)
 
@@ -33,3 +35,20 @@ def next_poll(status: P) -> P:
         cfg.poll_max_seconds, math.ceil(max(status.wait_seconds, cfg.poll_seconds) * cfg.poll_backoff_rate)
     )
     return status.model_copy(update={"attempt": attempt, "wait_seconds": wait})
+
+
+JobState = Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
+
+
+def poll_job(run: P, job: str, look: Callable[[], tuple[JobState, str]]) -> P:
+    """One look at a run's job (`look` returns its state and, when failed, the service's reason): the next
+    poll while it runs, COMPLETED when done; a failed job counts JobsFailed{job} and raises BackendJobFailed."""
+    assert run.job is not None
+    state, reason = look()
+    logger.info(f"{job} job polled", extra={"job_id": run.job.job_id, "state": state, "attempt": run.attempt})
+    if state == "IN_PROGRESS":
+        return next_poll(run)
+    if state == "FAILED":
+        job_failed(job)
+        raise BackendJobFailed(reason)
+    return run.model_copy(update={"status": "COMPLETED"})

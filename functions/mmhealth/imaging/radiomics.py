@@ -33,7 +33,7 @@ from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_RADIOMICS
 from mmhealth.modality import FileGroupProblem
-from mmhealth.observability import job_failed, logger
+from mmhealth.observability import logger
 from mmhealth.settings import Settings, settings
 
 RADIOMICS = "features.radiomics"
@@ -274,17 +274,9 @@ def start(run_id: str, config: RunConfig, catalog: CatalogResult) -> RadiomicsRu
 def poll(run: RadiomicsRun) -> RadiomicsRun:
     """RadiomicsPoll: one look at the job; raises BackendJobFailed (the branch fails, with the cause)."""
     assert run.job is not None
-    client = storage.client("sagemaker" if run.job.backend == "sagemaker" else "batch")
-    state, reason = job_status(client, run.job)
-    logger.info(
-        "radiomics job polled", extra={"job_id": run.job.job_id, "state": state, "attempt": run.attempt}
-    )
-    if state == "IN_PROGRESS":
-        return polling.next_poll(run)
-    if state == "FAILED":
-        job_failed("radiomics")
-        raise BackendJobFailed(reason)
-    return run.model_copy(update={"status": "COMPLETED"})
+    job = run.job
+    client = storage.client("sagemaker" if job.backend == "sagemaker" else "batch")
+    return polling.poll_job(run, "radiomics", lambda: job_status(client, job))
 
 
 def catalog(run: RadiomicsRun) -> CatalogResult:

@@ -44,7 +44,7 @@ from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun, u
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_METRICS
-from mmhealth.observability import job_failed, logger
+from mmhealth.observability import logger
 from mmhealth.settings import Settings, settings
 from mmhealth.training import dataset
 
@@ -123,7 +123,7 @@ def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | 
         return "training is off for this run", None
     lake = settings().lake_bucket
     still_ingesting = delivery.runs_still_before(run_id, "training")
-    latest = _read_optional(lake, dataset.LATEST)
+    latest = delivery.read_optional(lake, dataset.LATEST)
     if latest is None:
         return "no dataset snapshot yet: no patient has labels", None
     if still_ingesting:
@@ -136,7 +136,7 @@ def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | 
     too_few = _too_few_cases(lake, dataset_id)
     if too_few is not None:
         return too_few, None
-    trained = _read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
+    trained = delivery.read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
     if trained is not None:
         return f"dataset {dataset_id} already has a model (run {trained.get('run_id')})", None
     claimant = _claim(lake, dataset_id, run_id)
@@ -151,7 +151,7 @@ MIN_CASES_PER_CLASS = 5
 
 def _too_few_cases(lake: str, dataset_id: str) -> str | None:
     """Why the snapshot cannot train any outcome (too few labelled patients), or None."""
-    manifest = _read_optional(lake, f"{dataset.prefix(dataset_id)}manifest.json") or {}
+    manifest = delivery.read_optional(lake, f"{dataset.prefix(dataset_id)}manifest.json") or {}
     counts = {
         outcome: (int(c.get("positives", 0)), int(c.get("eligible", 0)) - int(c.get("positives", 0)))
         for outcome, c in (manifest.get("prevalence") or {}).items()
@@ -163,9 +163,6 @@ def _too_few_cases(lake: str, dataset_id: str) -> str | None:
         f"dataset {dataset_id} has too few labelled patients to train ({shown}; at least "
         f"{MIN_CASES_PER_CLASS} positive and {MIN_CASES_PER_CLASS} negative per outcome)"
     )
-
-
-_read_optional = delivery.read_optional
 
 
 def _claim(lake: str, dataset_id: str, run_id: str) -> str:
@@ -182,7 +179,7 @@ def _claim(lake: str, dataset_id: str, run_id: str) -> str:
             "ConditionalRequestConflict",
         ):
             raise
-    holder = _read_optional(lake, key) or {}
+    holder = delivery.read_optional(lake, key) or {}
     return str(holder.get("run_id", "another run"))
 
 
@@ -247,16 +244,8 @@ def job_status(client: Any, job: JobHandle) -> tuple[Literal["IN_PROGRESS", "COM
 def poll(run: TrainingRun) -> TrainingRun:
     """PollTraining: one look at the job; raises BackendJobFailed (the run fails, with the cause)."""
     assert run.job is not None
-    state, reason = job_status(storage.client("sagemaker"), run.job)
-    logger.info(
-        "training job polled", extra={"job_id": run.job.job_id, "state": state, "attempt": run.attempt}
-    )
-    if state == "IN_PROGRESS":
-        return polling.next_poll(run)
-    if state == "FAILED":
-        job_failed("training")
-        raise BackendJobFailed(reason)
-    return run.model_copy(update={"status": "COMPLETED"})
+    job = run.job
+    return polling.poll_job(run, "training", lambda: job_status(storage.client("sagemaker"), job))
 
 
 def catalog(run: TrainingRun) -> TrainingRun:

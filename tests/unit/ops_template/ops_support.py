@@ -68,7 +68,7 @@ def _callee(call: ast.Call) -> str:
 def emitted_metrics(paths: Iterable[Any] | None = None) -> Emitted:
     """Every metric the Lambda package emits: `metrics.add_metric(name=...)` (no extra dimension),
     `metrics.add_dimensioned_metric("Name", unit, value, dim=...)`, `timed("Name", dim=...)` and
-    `job_failed("job")` (JobsFailed{job})."""
+    `job_failed("job")` and `poll_job(run, "job", ...)` (JobsFailed{job})."""
     found = Emitted()
     for path in paths or sorted(FUNCTIONS.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -87,6 +87,9 @@ def emitted_metrics(paths: Iterable[Any] | None = None) -> Emitted:
                         found.values.setdefault(k.arg, set()).add(k.value.value)
             elif callee == "job_failed" and node.args and isinstance(node.args[0], ast.Constant):
                 found.values.setdefault("job", set()).add(node.args[0].value)
+                continue
+            elif callee == "poll_job" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                found.values.setdefault("job", set()).add(node.args[1].value)
                 continue
             else:
                 continue
