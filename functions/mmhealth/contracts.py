@@ -8,6 +8,7 @@ S3 layout of the lake bucket (all keys below are built by `RunPaths`):
     runs/<run_id>/manifest.json                 the run manifest (trigger)
     runs/<run_id>/chunks/<modality>-<n>.json    one chunk of files (trigger)
     runs/<run_id>/quarantine/<stage>-<object_id>-<n>.json   one quarantine record each
+    runs/<run_id>/superseded/<object_id>.json   a delivered version overwritten before it was read
     runs/<run_id>/summary.json                  counts for on-call and the CLI (finalize)
     staging/<run_id>/<modality>/<table>/part-<chunk_id>.parquet    import output, committed by catalog
     warehouse/...                               Iceberg tables (pyiceberg + Glue)
@@ -52,6 +53,10 @@ class S3Object(_Model):
     etag: str
     size: int = 0
     version_id: str | None = None
+    # When S3 says the object was created (the event's eventTime, ISO 8601) and the event's sequencer (orders
+    # the events of one key): together the delivery order of the version rule (mmhealth.lakehouse.versions).
+    delivered_at: str | None = None
+    sequencer: str | None = None
 
     @property
     def object_id(self) -> str:
@@ -144,6 +149,7 @@ class TableCommit(_Model):
     rows_removed: int = 0
     snapshot_id: int | None = None
     skipped: bool = False  # True when this run had already been committed (idempotent replay)
+    superseded: int = 0  # versions that lost to a newer one (lakehouse.versions), recorded in ops.superseded
 
 
 class CatalogResult(_Model):
@@ -264,6 +270,13 @@ class RunPaths:
 
     def quarantine(self, stage: Stage, object_id: str, n: int = 0) -> str:
         return f"{self.quarantine_prefix}{stage}-{object_id}-{n:04d}.json"
+
+    @property
+    def superseded_prefix(self) -> str:
+        return f"runs/{self.run_id}/superseded/"
+
+    def superseded(self, object_id: str) -> str:
+        return f"{self.superseded_prefix}{object_id}.json"
 
     def staging_prefix(self, modality: Modality, table: str = "") -> str:
         base = f"staging/{self.run_id}/{modality}/"

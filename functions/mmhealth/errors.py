@@ -31,3 +31,9 @@ class ManifestError(PipelineError):
 
 class BackendJobFailed(PipelineError):
     """An operational backend (HealthOmics, HealthLake, HealthImaging) reported a failed import job."""
+
+
+class SupersededObject(PipelineError):
+    """The delivered version of an object can no longer be read: it was overwritten (and, unversioned, is
+    gone) or its version deleted. Its successor arrives as its own event; this one is recorded as
+    superseded, never read under the newer bytes."""

@@ -56,6 +56,8 @@ def objects_in_message(body: str) -> list[S3Object]:
                 etag=(s3.get_object.etag or "").strip('"'),
                 size=s3.get_object.size or 0,
                 version_id=s3.get_object.version_id,
+                delivered_at=record.get("eventTime") or None,
+                sequencer=s3.get_object.get("sequencer"),
             )
         )
     return objects

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression
 
-from mmhealth import quarantine, storage
+from mmhealth import quarantine, storage, superseded
 from mmhealth.contracts import (
     CatalogResult,
     Chunk,
@@ -30,7 +30,7 @@ from mmhealth.contracts import (
     S3Object,
     TableCommit,
 )
-from mmhealth.errors import InvalidInputError
+from mmhealth.errors import InvalidInputError, SupersededObject
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.observability import MetricUnit, logger, metrics, timed, tracer
 from mmhealth.settings import settings
@@ -79,12 +79,17 @@ def import_chunk(
     chunk = load_chunk(ref)
     rows = parts = 0
     staged: list[ManifestFile] = []
-    quarantined = 0
+    quarantined = overwritten = 0
     tables: dict[str, list[pa.Table]] = {}
     with tempfile.TemporaryDirectory(prefix="mmpipe-") as tmp:
         for file in chunk.files:
             local = Path(tmp) / PurePosixPath(file.object.key).name
-            storage.download(file.object.bucket, file.object.key, local)
+            try:
+                storage.download_object(file.object, local)
+            except SupersededObject:
+                superseded.record_object(lake, ref.run_id, file.object)
+                overwritten += 1
+                continue
             try:
                 converted = convert(file, local, ref.run_id)
             except InvalidInputError as exc:
@@ -120,6 +125,7 @@ def import_chunk(
             "staged": len(staged),
             "rows": rows,
             "quarantined": quarantined,
+            "superseded": overwritten,
         },
     )
     status = ChunkStatus(

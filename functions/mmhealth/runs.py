@@ -10,10 +10,10 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 from pyiceberg.expressions import BooleanExpression, EqualTo
 
-from mmhealth import quarantine, storage
+from mmhealth import quarantine, storage, superseded
 from mmhealth.contracts import MODALITIES, RunConfig, RunManifest, RunPaths, utc_now
 from mmhealth.errors import ManifestError
-from mmhealth.lakehouse.catalog import replace_rows
+from mmhealth.lakehouse.catalog import record_superseded, replace_rows
 from mmhealth.settings import Settings
 
 
@@ -82,6 +82,8 @@ def finalize(
     records = quarantine.load_run_records(cfg.lake_bucket, run_id)
     if records:
         replace_rows("ops.quarantine", quarantine.to_arrow(records), run_id, _rows_of_run(run_id))
+    overwritten = superseded.load_run_records(cfg.lake_bucket, run_id)
+    record_superseded(overwritten, run_id, f"{run_id}#superseded#{superseded.LANDING}")
     modalities: dict[str, Any] = {}
     failures: list[str] = []
     for branch in branches:
@@ -118,6 +120,7 @@ def finalize(
         "features": features,
         "training": _training_summary(training),
         "quarantined": len(records),
+        "superseded_objects": overwritten.num_rows,
         "unknown_files": unknown,
         "cause": "; ".join(failures) if failures else None,
     }

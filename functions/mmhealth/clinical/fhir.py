@@ -63,12 +63,12 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from mmhealth.clinical import r4
-from mmhealth.clinical.rows import OTHER_TABLE, TABLE_OF, MissingReference, Row, other_resource
+from mmhealth.clinical.rows import OTHER_TABLE, TABLE_OF, MissingReference, Row, last_updated, other_resource
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.clinical.values import JsonObject, References, ShapeError, Target, json_kind
 from mmhealth.compression import gzip_damage_is_invalid_input
 from mmhealth.errors import InvalidInputError
-from mmhealth.lakehouse.schemas import Lineage
+from mmhealth.lakehouse.schemas import VERSIONED_LINEAGE, Lineage
 
 __all__ = ["MAX_BUNDLE_BYTES", "MAX_RESOURCE_BYTES", "FlattenResult", "LineProblem", "flatten_fhir"]
 
@@ -122,15 +122,18 @@ def flatten_fhir(
     run_id: str,
     strict: bool = False,
     keep_resources: bool = False,
+    delivered_at: int | None = None,
 ) -> FlattenResult:
     """Flatten every valid resource of an NDJSON or Bundle file (gzip or not) into CLINICAL_TABLES rows.
 
     Raises InvalidInputError (empty-file, truncated-gzip, fhir-not-json, invalid-json, not-utf8,
     document-too-large) when the file as a whole cannot be read; bad lines or entries are problems.
     `strict` adds full R4 model validation of every resource (see the module docstring);
-    `keep_resources` returns the accepted resources too (FlattenResult.resources).
+    `keep_resources` returns the accepted resources too (FlattenResult.resources); `delivered_at`
+    (microseconds, UTC: when S3 created the object) fills the rows' delivered_at for the version rule.
     """
-    sink = _Flattener(Lineage(source_key, object_id, run_id), _R4Models() if strict else None, keep_resources)
+    lineage = Lineage(source_key, object_id, run_id, delivered_at)
+    sink = _Flattener(lineage, _R4Models() if strict else None, keep_resources)
     with gzip_damage_is_invalid_input(), _content(path) as stream:
         _read_into(sink, _numbered_lines(stream), stream)
     return sink.result()
@@ -323,7 +326,7 @@ class _TableRows:
 
     def __init__(self, name: str, lineage: Lineage) -> None:
         self.schema = CLINICAL_TABLES[name]
-        self._types = [f.type for f in self.schema][: -len(_LINEAGE_COLUMNS)]
+        self._types = [f.type for f in self.schema][: -len(VERSIONED_LINEAGE)]
         self._lineage = lineage
         self._rows: list[Row] = []
         self._batches: list[pa.RecordBatch] = []
@@ -344,12 +347,9 @@ class _TableRows:
             pa.array(values, type=t)
             for values, t in zip(zip(*self._rows, strict=True), self._types, strict=True)
         ]
-        lineage = self._lineage.columns(len(self._rows))
+        lineage = self._lineage.versioned_columns(len(self._rows))
         self._batches.append(pa.RecordBatch.from_arrays([*columns, *lineage], schema=self.schema))
         self._rows = []
-
-
-_LINEAGE_COLUMNS = ("source_key", "object_id", "run_id")
 
 
 @dataclass(frozen=True)
@@ -372,6 +372,7 @@ class _Flattener:
         self._problem_counts: Counter[str] = Counter()
         self._other_types: Counter[str] = Counter()
         self._accepted: Counter[str] = Counter()
+        self._position = -1  # of the resource being read, in file order (the version rule's tiebreak)
 
     # -- inputs
 
@@ -412,6 +413,7 @@ class _Flattener:
     # -- one resource
 
     def _take(self, resource: Any, where: _Where, refs: References, fallback_id: str | None = None) -> None:
+        self._position += 1
         prefix = "" if where.entry is None else f"Bundle entry {where.entry}: "
         if type(resource) is not dict:
             self._problem(where, "invalid-resource", f"{prefix}{json_kind(resource)}, not a resource object")
@@ -458,11 +460,12 @@ class _Flattener:
                 return
         table = TABLE_OF.get(resource_type)
         try:
+            version = (last_updated(resource, resource_type), self._position)
             if table is None:
-                rows = [other_resource(resource, refs)]
+                rows = [(*other_resource(resource, refs), *version)]
                 self._other_types[resource_type] += 1
             else:
-                rows = table[1](resource, resource_type, refs)
+                rows = [(*row, *version) for row in table[1](resource, resource_type, refs)]
         except ShapeError as exc:
             self._problem(where, "invalid-resource", f"{prefix}{exc}", resource_type, resource_id)
             return

@@ -1,7 +1,8 @@
 """Clinical modality: per-file FHIR flattening and row ownership.
 
-Every `clinical.<resource>` row is owned by its resource id: a resource delivered again (a corrected
-Observation, the same NDJSON re-sent) replaces its previous row instead of adding one.
+Every `clinical.<resource>` row is owned by its resource id: of all the versions of a resource (repeated in
+several files of a run, a corrected Observation re-delivered, an overwritten file) the lake keeps the newest
+by lakehouse.versions' rule and records the others in `ops.superseded`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
-from pyiceberg.expressions import BooleanExpression, In
 
 from mmhealth import polling, quarantine, storage
 from mmhealth.clinical import fhir, healthlake
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, S3Object
 from mmhealth.errors import InvalidInputError, PipelineError
+from mmhealth.lakehouse.schemas import delivered_at_micros
+from mmhealth.lakehouse.versions import OwnedByKey
 from mmhealth.modality import Converted, LineProblem, OwnedBy
 from mmhealth.observability import job_failed, logger
 from mmhealth.settings import settings
@@ -30,7 +30,11 @@ from mmhealth.settings import settings
 def convert_fhir(file: ManifestFile, path: Path, run_id: str) -> Converted:
     """NDJSON or a Bundle -> rows per clinical table; bad lines/entries come back as problems."""
     result = fhir.flatten_fhir(
-        path, source_key=file.object.key, object_id=file.object.object_id, run_id=run_id
+        path,
+        source_key=file.object.key,
+        object_id=file.object.object_id,
+        run_id=run_id,
+        delivered_at=delivered_at_micros(file.object.delivered_at),
     )
     problems = [LineProblem(reason=p.reason, detail=p.detail, line=p.line) for p in result.problems]
     logger.info(
@@ -49,11 +53,8 @@ def convert_fhir(file: ManifestFile, path: Path, run_id: str) -> Converted:
     return Converted(tables=result.tables, problems=problems)
 
 
-def resources_of(rows: pa.Table) -> BooleanExpression:
-    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
-    return In("resource_id", sorted(pc.unique(rows["resource_id"]).to_pylist()))  # type: ignore[call-arg, arg-type]
-
-
+# One row (set) per resource id, whichever files and runs it came in: the version rule keeps the newest.
+resources_of = OwnedByKey("resource_id")
 OWNERS: dict[str, OwnedBy] = dict.fromkeys(CLINICAL_TABLES, resources_of)
 
 
@@ -139,7 +140,7 @@ def _valid_resources(
     with tempfile.TemporaryDirectory(prefix="mmpipe-") as tmp:
         for index, file in enumerate(staged):
             local = Path(tmp) / PurePosixPath(file.object.key).name
-            storage.download(file.object.bucket, file.object.key, local)
+            storage.download_object(file.object, local)
             try:
                 result = fhir.flatten_fhir(
                     local,

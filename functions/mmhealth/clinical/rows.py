@@ -65,6 +65,12 @@ def patient_of(resource: JsonObject, key: str, path: str, refs: References) -> s
     return target[1]
 
 
+def last_updated(resource: JsonObject, path: str) -> int | None:
+    """meta.lastUpdated (microseconds, UTC): the sender's version time of the resource, None when absent."""
+    meta = obj(resource, "meta", path)
+    return None if meta is None else instant(meta, "lastUpdated", f"{path}.meta")
+
+
 # ------------------------------------------------------------------------------------------- Patient
 
 _V2_IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -426,4 +432,13 @@ def _is_personal(key: str, item: Any, parent: dict[str, Any]) -> bool:
     return False
 
 
-__all__ = ["OTHER_TABLE", "TABLE_OF", "MissingReference", "Row", "ShapeError", "other_resource", "scrubbed"]
+__all__ = [
+    "OTHER_TABLE",
+    "TABLE_OF",
+    "MissingReference",
+    "Row",
+    "ShapeError",
+    "last_updated",
+    "other_resource",
+    "scrubbed",
+]

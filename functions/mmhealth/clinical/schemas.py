@@ -7,6 +7,8 @@ Conventions, the same in every table:
   CodeableConcept, preferring SNOMED CT / LOINC / RxNorm / CVX when several are given.
 - FHIR dateTime/date/instant values (which may be partial: "2019", "2019-04") become UTC timestamps at the
   first instant they denote; a value without a time zone is read as UTC.
+- `last_updated`, `source_position` and `delivered_at` order the versions of a resource delivered more than
+  once: one row (set) per resource id is kept by lakehouse.versions' rule.
 - No names, addresses, telecom or free-text notes are flattened: the lakehouse keeps what analysis needs,
   and the original resource stays untouched in the landing bucket.
 """
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mmhealth.lakehouse.schemas import LINEAGE
+from mmhealth.lakehouse.schemas import TS, VERSIONED_LINEAGE
 
-TS = pa.timestamp("us", tz="UTC")
+# Every table's version columns (lakehouse.versions): the resource's meta.lastUpdated and its position in
+# the delivered file (0-based, in reading order: NDJSON lines, Bundle entries), then the lineage.
+VERSION = [pa.field("last_updated", TS), pa.field("source_position", pa.int64(), nullable=False)]
 
 
 def _code(prefix: str) -> list[pa.Field]:
@@ -31,7 +35,7 @@ def _table(*fields: pa.Field, patient: bool = True, encounter: bool = True) -> p
         head.append(pa.field("patient_id", pa.string(), nullable=False))
     if encounter:
         head.append(pa.field("encounter_id", pa.string()))
-    return pa.schema([*head, *fields, *LINEAGE])
+    return pa.schema([*head, *fields, *VERSION, *VERSIONED_LINEAGE])
 
 
 CLINICAL_TABLES: dict[str, pa.Schema] = {
@@ -45,7 +49,8 @@ CLINICAL_TABLES: dict[str, pa.Schema] = {
             pa.field("deceased_at", TS),
             *_code("marital_status"),
             pa.field("identifiers", pa.string()),  # "system|value" pairs joined by " ; " (MRN etc.)
-            *LINEAGE,
+            *VERSION,
+            *VERSIONED_LINEAGE,
         ]
     ),
     "clinical.encounter": _table(
@@ -132,7 +137,8 @@ CLINICAL_TABLES: dict[str, pa.Schema] = {
             pa.field("resource_type", pa.string(), nullable=False),
             pa.field("patient_id", pa.string()),
             pa.field("resource_json", pa.string(), nullable=False),
-            *LINEAGE,
+            *VERSION,
+            *VERSIONED_LINEAGE,
         ]
     ),
 }

@@ -12,15 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyiceberg.expressions import BooleanExpression, In
-
 from mmhealth import modality, polling, storage
 from mmhealth.contracts import ChunkStatus, ManifestFile
 from mmhealth.errors import PipelineError
 from mmhealth.genomic import healthomics, vcf
 from mmhealth.lakehouse.catalog import replace_all
+from mmhealth.lakehouse.schemas import delivered_at_micros
+from mmhealth.lakehouse.versions import OwnedByKey
 from mmhealth.modality import Converted, OwnedBy
 from mmhealth.observability import job_failed, logger
 from mmhealth.settings import settings
@@ -36,15 +34,12 @@ def convert_vcf(file: ManifestFile, path: Path, run_id: str) -> Converted:
     lineage = {"source_key": file.object.key, "object_id": file.object.object_id, "run_id": run_id}
     if file.kind == "annotation":
         return Converted({CLINVAR: vcf.read_clinvar(path, **lineage)})
-    callset = vcf.read_callset(path, **lineage)
+    callset = vcf.read_callset(path, **lineage, delivered_at=delivered_at_micros(file.object.delivered_at))
     return Converted({VARIANTS: callset.variants, SAMPLES: callset.samples})
 
 
-def samples_of(rows: pa.Table) -> BooleanExpression:
-    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
-    return In("sample_id", sorted(pc.unique(rows["sample_id"]).to_pylist()))  # type: ignore[call-arg, arg-type]
-
-
+# A sample's callset is one version: two VCFs of one sample (in one run or across runs) keep the newer.
+samples_of = OwnedByKey("sample_id")
 OWNERS: dict[str, OwnedBy] = {VARIANTS: samples_of, SAMPLES: samples_of, CLINVAR: replace_all}
 
 

@@ -109,14 +109,17 @@ class Callset:
     samples: pa.Table  # GENOMIC_SAMPLES, in header order
 
 
-def read_callset(path: Path, *, source_key: str, object_id: str, run_id: str) -> Callset:
+def read_callset(
+    path: Path, *, source_key: str, object_id: str, run_id: str, delivered_at: int | None = None
+) -> Callset:
     """`read_genotypes`' rows plus a `GENOMIC_SAMPLES` row for every sample column, those without a single
-    ALT allele included (they have no variant row, yet the VCF says they were genotyped). Raises like
+    ALT allele included (they have no variant row, yet the VCF says they were genotyped). `delivered_at`
+    (microseconds, UTC) fills the rows' delivered_at, which the version rule reads. Raises like
     `read_genotypes`."""
     layout = _scan_layout(path)
     if not layout.samples:
         raise InvalidInputError("vcf-no-samples", "the VCF has no sample columns: no genotypes to ingest")
-    lineage = Lineage(source_key, object_id, run_id)
+    lineage = Lineage(source_key, object_id, run_id, delivered_at)
     wanted = _wanted_format_fields(layout)
 
     def batches(vcf: VCF, htslib: _HtslibLog) -> Iterator[pa.RecordBatch]:
@@ -134,7 +137,7 @@ def _sample_rows(layout: VcfLayout, variants: pa.Table, lineage: Lineage) -> pa.
         pa.array(samples, type=pa.string()),
         pa.array([layout.records] * len(samples), type=pa.int64()),
         pa.array([rows_of.get(s, 0) for s in samples], type=pa.int64()),
-        *lineage.columns(len(samples)),
+        *lineage.versioned_columns(len(samples)),
     ]
     return pa.Table.from_arrays(columns, schema=GENOMIC_SAMPLES)
 
@@ -761,7 +764,7 @@ class _GenotypeChunk:
             self._per_allele("AD", rec, smp, allele, rows),
             self._per_sample("DP", rec, smp, rows),
             self._per_sample("GQ", rec, smp, rows),
-            *lineage.columns(rows),
+            *lineage.versioned_columns(rows),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=GENOMIC_VARIANTS)
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -22,7 +23,7 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.expressions import AlwaysFalse, AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table, TableProperties
 
 from mmhealth.clinical.schemas import CLINICAL_TABLES
@@ -30,6 +31,7 @@ from mmhealth.contracts import TableCommit
 from mmhealth.errors import TransientError
 from mmhealth.features.clinical import FEATURE_TABLES
 from mmhealth.imaging.schemas import IMAGING_TABLES
+from mmhealth.lakehouse import versions
 from mmhealth.lakehouse.schemas import TABLES
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -153,6 +155,10 @@ def replace_rows(
 ) -> TableCommit:
     """Atomically delete the rows `owned_by(rows)` selects and append `rows`, tagged with the run id.
 
+    When `owned_by` is an OwnedByKey (rows belong to the values of one column), the version rule of
+    lakehouse.versions applies first: of every version of a key, staged or committed, only the newest is
+    kept, and the versions that lost are recorded in ops.superseded.
+
     Idempotent: when the table already holds a snapshot tagged `commit_key` (default: the run id), nothing
     is written; a run that must commit a table more than once passes a key per commit. Optimistic
     concurrency conflicts (another run committed first) are retried; after COMMIT_ATTEMPTS they surface
@@ -168,11 +174,19 @@ def replace_rows(
             logger.info("run already committed; skipping", extra={"table": name, "snapshot_id": previous})
             return TableCommit(table=name, rows_added=0, snapshot_id=previous, skipped=True)
         before = _row_count(table)
+        kept, superseded = rows, None
+        if isinstance(
+            owned_by, versions.OwnedByKey
+        ):  # re-resolved on every attempt: others may have committed
+            keys = pc.unique(rows[owned_by.column]).to_pylist()
+            existing = versions.existing_versions(table, owned_by.column, keys)
+            resolved = versions.newest(name, rows, existing, owned_by.column, run_id)
+            kept, superseded = resolved.rows, resolved.superseded
         try:
             with table.transaction() as tx:
                 tx.overwrite(
-                    rows,
-                    overwrite_filter=owned_by(rows),
+                    kept,
+                    overwrite_filter=owned_by(kept) if kept.num_rows else AlwaysFalse(),
                     snapshot_properties={RUN_PROPERTY: run_id, COMMIT_PROPERTY: key},
                 )
         except (CommitFailedException, ValidationException) as exc:
@@ -187,13 +201,27 @@ def replace_rows(
         table = catalog.load_table(glue_identifier(name))
         after = _row_count(table)
         snapshot = table.current_snapshot()
+        recorded = record_superseded(superseded, run_id, f"{key}#superseded#{name}", catalog)
         return TableCommit(
             table=name,
-            rows_added=rows.num_rows,
-            rows_removed=before + rows.num_rows - after,
+            rows_added=kept.num_rows,
+            rows_removed=before + kept.num_rows - after,
             snapshot_id=snapshot.snapshot_id if snapshot else None,
+            superseded=recorded,
         )
     raise AssertionError("unreachable")
+
+
+def record_superseded(
+    records: pa.Table | None, run_id: str, commit_key: str, catalog: Catalog | None = None
+) -> int:
+    """Append OPS_SUPERSEDED records (once per commit key); returns how many there were."""
+    if records is None or records.num_rows == 0:
+        return 0
+    replace_rows(
+        "ops.superseded", records, run_id, lambda _rows: AlwaysFalse(), catalog, commit_key=commit_key
+    )
+    return records.num_rows
 
 
 def replace_all(_rows: pa.Table) -> BooleanExpression:

@@ -7,23 +7,42 @@ tables from them; a column added here is added to the table on the next commit (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
 class Lineage:
-    """The LINEAGE column values of one file's rows: where they came from and which run wrote them."""
+    """The LINEAGE column values of one file's rows: where they came from and which run wrote them, and
+    (versioned tables) when S3 created the delivered object, in microseconds since the epoch."""
 
     source_key: str
     object_id: str
     run_id: str
+    delivered_at: int | None = None
 
     def columns(self, rows: int) -> list[pa.Array]:
         """The three LINEAGE columns for `rows` rows, in schema order."""
         return [
             pa.repeat(pa.scalar(v, pa.string()), rows) for v in (self.source_key, self.object_id, self.run_id)
         ]
+
+    def versioned_columns(self, rows: int) -> list[pa.Array]:
+        """The VERSIONED_LINEAGE columns: LINEAGE and delivered_at."""
+        return [*self.columns(rows), pa.repeat(pa.scalar(self.delivered_at, TS), rows)]
+
+
+def delivered_at_micros(iso: str | None) -> int | None:
+    """An S3 event time (ISO 8601) as microseconds since the epoch, UTC; None when unknown."""
+    if not iso:
+        return None
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000)
 
 
 # Columns every staged row carries, so any row can be traced back to its file and run.
@@ -32,6 +51,8 @@ LINEAGE = [
     pa.field("object_id", pa.string(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
 ]
+# Tables kept by the version rule (lakehouse.versions) also carry when their object was delivered.
+VERSIONED_LINEAGE = [*LINEAGE, pa.field("delivered_at", TS)]
 
 GENOMIC_VARIANTS = pa.schema(
     [
@@ -48,7 +69,7 @@ GENOMIC_VARIANTS = pa.schema(
         pa.field("allele_depth", pa.int32()),  # AD of this alt allele, when present
         pa.field("read_depth", pa.int32()),  # FORMAT/DP, when present
         pa.field("genotype_quality", pa.int32()),  # FORMAT/GQ, when present
-        *LINEAGE,
+        *VERSIONED_LINEAGE,
     ]
 )
 
@@ -75,7 +96,7 @@ GENOMIC_SAMPLES = pa.schema(
         pa.field("sample_id", pa.string(), nullable=False),  # a #CHROM-line sample column (= Patient.id)
         pa.field("vcf_records", pa.int64(), nullable=False),  # data records (sites) in the VCF
         pa.field("variant_rows", pa.int64(), nullable=False),  # genomic.variants rows it gave the sample
-        *LINEAGE,
+        *VERSIONED_LINEAGE,
     ]
 )
 
@@ -95,6 +116,26 @@ OPS_QUARANTINE = pa.schema(
     ]
 )
 
+# One row per version of a resource (or callset) that lost to a newer one under the version rule
+# (lakehouse.versions), beside the version kept; `table` "landing" marks a delivered object overwritten before
+# it was read (its newer version is ingested by its own event).
+OPS_SUPERSEDED = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),  # the run that decided
+        pa.field("table", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),  # resource id, sample id, or the object key
+        pa.field("rule", pa.string(), nullable=False),
+        pa.field("superseded_object_id", pa.string()),
+        pa.field("superseded_source_key", pa.string()),
+        pa.field("superseded_position", pa.int64()),
+        pa.field("superseded_run_id", pa.string()),
+        pa.field("kept_object_id", pa.string()),
+        pa.field("kept_source_key", pa.string()),
+        pa.field("kept_position", pa.int64()),
+        pa.field("kept_run_id", pa.string()),
+        pa.field("recorded_at", pa.string(), nullable=False),
+    ]
+)
 
 # features.radiomics: one row per series x segmented region (the radiomics job's output).
 FEATURES_RADIOMICS = pa.schema(
@@ -139,6 +180,7 @@ TABLES: dict[str, pa.Schema] = {
     "genomic.clinvar": GENOMIC_CLINVAR,
     "genomic.samples": GENOMIC_SAMPLES,
     "ops.quarantine": OPS_QUARANTINE,
+    "ops.superseded": OPS_SUPERSEDED,
     "features.radiomics": FEATURES_RADIOMICS,
     "features.metrics": FEATURES_METRICS,
 }

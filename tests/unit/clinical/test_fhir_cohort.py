@@ -59,7 +59,8 @@ def row_counts(result: FlattenResult) -> Counter[str]:
 
 
 def without_lineage(table: pa.Table) -> pa.Table:
-    return table.drop_columns(["source_key", "object_id", "run_id"]).sort_by(
+    """The rows without where they came from (lineage, and the position of the resource in its file)."""
+    return table.drop_columns(["source_key", "object_id", "run_id", "source_position"]).sort_by(
         [
             ("resource_id", "ascending"),
             ("code_code" if "code_code" in table.column_names else "resource_id", "ascending"),
