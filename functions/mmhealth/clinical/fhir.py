@@ -16,8 +16,10 @@ cannot be read at all raises `InvalidInputError`:
     line or entry     invalid-json, not-utf8, line-too-long, missing-resource-type, unknown-resource-type
                       (not one of R4's 146 types), missing-id, missing-reference (no subject/patient that
                       names a Patient, for the types that have a table), invalid-resource (an element of
-                      the wrong JSON type or an impossible date, with its path; in strict mode also any R4
-                      model violation), missing-resource (a Bundle entry without a resource)
+                      the wrong JSON type, an impossible date, or a code outside its required R4 value
+                      set, with its path; in strict mode also any R4 model violation), missing-resource
+                      (a Bundle entry without a resource), duplicate-full-url (Bundle entries sharing a
+                      fullUrl: references to it are ambiguous, so none of them is kept)
 
 Limits: a resource line may hold 16 MiB (`MAX_RESOURCE_BYTES`: far above any real resource, a Binary
 with an inline attachment included, while one line can never exhaust a Lambda's memory); a Bundle, as a
@@ -489,8 +491,8 @@ class _Flattener:
                 where, "invalid-resource", f"Bundle.entry is {json_kind(entries)}, not an array", "Bundle"
             )
             return
-        full_urls = _full_urls(entries)
-        refs = References(full_urls)
+        full_urls, shared = _full_urls(entries)
+        refs = References(full_urls, ambiguous=set(shared))
         for index, entry in enumerate(entries):
             at = _Where(where.line, index)
             if type(entry) is not dict:
@@ -504,6 +506,15 @@ class _Flattener:
                 self._problem(
                     at, "missing-resource", f"Bundle entry {index} has no resource{_request_of(entry)}"
                 )
+                continue
+            if type(full_url) is str and full_url in shared:
+                self._position += 1
+                others = ", ".join(str(i) for i in shared[full_url] if i != index)
+                detail = (
+                    f"Bundle entry {index}: its fullUrl is also the fullUrl of entry {others}; which resource a "
+                    "reference to it means cannot be told, so neither is kept"
+                )
+                self._problem(at, "duplicate-full-url", detail, *_identity(resource))
                 continue
             self._take(resource, at, refs, _uuid_of(full_url))
 
@@ -586,19 +597,23 @@ def _uuid_of(full_url: Any) -> str | None:
     return None
 
 
-def _full_urls(entries: list[Any]) -> dict[str, Target]:
-    """fullUrl -> (type, id) of every entry that has both: what references inside the Bundle use."""
+def _full_urls(entries: list[Any]) -> tuple[dict[str, Target], dict[str, list[int]]]:
+    """fullUrl -> (type, id) of every entry that has both: what references inside the Bundle use; and the
+    fullUrls that several entries share (R4 bdl-7 forbids it), with those entries' indexes."""
     found: dict[str, Target] = {}
-    for entry in entries:
+    seen: dict[str, list[int]] = {}
+    for index, entry in enumerate(entries):
         if type(entry) is not dict:
             continue
         full_url, resource = entry.get("fullUrl"), entry.get("resource")
         if type(full_url) is not str or type(resource) is not dict:
             continue
+        seen.setdefault(full_url, []).append(index)
         resource_type, resource_id = resource.get("resourceType"), resource.get("id", _uuid_of(full_url))
         if type(resource_type) is str and type(resource_id) is str:
             found[full_url] = (resource_type, resource_id)
-    return found
+    shared = {url: indexes for url, indexes in seen.items() if len(indexes) > 1}
+    return {url: target for url, target in found.items() if url not in shared}, shared
 
 
 # A JSON string (escapes included) or a structural character: enough to find where each entry starts.

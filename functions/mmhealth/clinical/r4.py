@@ -67,3 +67,39 @@ LATER_RESOURCE_TYPES: frozenset[str] = frozenset(
         "Transport",
     }
 )  # fmt: skip
+
+# Coded elements with a *required* binding in R4 (4.0.1) that the tables read: element path -> (value set,
+# its codes). A value outside the set is not R4 (a surname in Patient.gender, a typo in a status), so the
+# resource is rejected (invalid-resource) rather than carried into the features. Condition's two statuses
+# are CodeableConcepts: their code is checked when the coding's system is the value set's code system (or
+# absent). Source: the "Binding: ... (Required)" lines of each resource's page in the R4 specification.
+REQUIRED_BINDINGS: dict[str, tuple[str, frozenset[str]]] = {
+    "Patient.gender": ("administrative-gender", frozenset({"male", "female", "other", "unknown"})),
+    "Encounter.status": ("encounter-status", frozenset(
+        {"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled", "entered-in-error",
+         "unknown"})),
+    "Condition.clinicalStatus": ("condition-clinical", frozenset(
+        {"active", "recurrence", "relapse", "inactive", "remission", "resolved"})),
+    "Condition.verificationStatus": ("condition-ver-status", frozenset(
+        {"unconfirmed", "provisional", "differential", "confirmed", "refuted", "entered-in-error"})),
+    "Observation.status": ("observation-status", frozenset(
+        {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error",
+         "unknown"})),
+    "Procedure.status": ("event-status", frozenset(
+        {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed", "entered-in-error",
+         "unknown"})),
+    "MedicationRequest.status": ("medicationrequest-status", frozenset(
+        {"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"})),
+    "MedicationRequest.intent": ("medicationrequest-intent", frozenset(
+        {"proposal", "plan", "order", "original-order", "reflex-order", "filler-order", "instance-order",
+         "option"})),
+    "Immunization.status": ("immunization-status", frozenset({"completed", "entered-in-error", "not-done"})),
+    "DiagnosticReport.status": ("diagnostic-report-status", frozenset(
+        {"registered", "partial", "preliminary", "final", "amended", "corrected", "appended", "cancelled",
+         "entered-in-error", "unknown"})),
+    "ImagingStudy.status": ("imagingstudy-status", frozenset(
+        {"registered", "available", "cancelled", "entered-in-error", "unknown"})),
+    "Claim.status": ("fm-status", frozenset({"active", "cancelled", "draft", "entered-in-error"})),
+    "Claim.use": ("claim-use", frozenset({"claim", "preauthorization", "predetermination"})),
+}  # fmt: skip
+TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"

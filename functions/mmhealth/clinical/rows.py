@@ -36,6 +36,8 @@ from mmhealth.clinical.values import (
     obj,
     objs,
     period,
+    required_code,
+    required_concept_code,
     text,
 )
 
@@ -89,7 +91,7 @@ def patient(resource: JsonObject, path: str, refs: References) -> list[Row]:
         (
             rid,
             rid,
-            text(resource, "gender", path),
+            required_code(resource, "gender", path),
             calendar_day(resource, "birthDate", path),
             deceased,
             deceased_at,
@@ -123,7 +125,7 @@ def encounter(resource: JsonObject, path: str, refs: References) -> list[Row]:
         (
             resource["id"],
             patient_of(resource, "subject", path, refs),
-            text(resource, "status", path),
+            required_code(resource, "status", path),
             coding(klass, f"{path}.class")[1],
             *first_concept(resource, "type", path),
             *first_concept(resource, "reasonCode", path),
@@ -144,8 +146,8 @@ def condition(resource: JsonObject, path: str, refs: References) -> list[Row]:
             refs.id_of(resource, "encounter", path, "Encounter"),
             *concept(resource, "code", path),
             concept_codes(resource, "category", path),
-            concept(resource, "clinicalStatus", path)[1],
-            concept(resource, "verificationStatus", path)[1],
+            required_concept_code(resource, "clinicalStatus", path),
+            required_concept_code(resource, "verificationStatus", path),
             _instant_or_start(resource, "onset", path),
             _instant_or_start(resource, "abatement", path),
             instant(resource, "recordedDate", path),
@@ -171,7 +173,7 @@ def observation(resource: JsonObject, path: str, refs: References) -> list[Row]:
         resource["id"],
         patient_of(resource, "subject", path, refs),
         refs.id_of(resource, "encounter", path, "Encounter"),
-        text(resource, "status", path),
+        required_code(resource, "status", path),
         concept_codes(resource, "category", path),
     )
     tail = (_instant_or_start(resource, "effective", path), instant(resource, "issued", path))
@@ -232,7 +234,7 @@ def procedure(resource: JsonObject, path: str, refs: References) -> list[Row]:
             resource["id"],
             patient_of(resource, "subject", path, refs),
             refs.id_of(resource, "encounter", path, "Encounter"),
-            text(resource, "status", path),
+            required_code(resource, "status", path),
             *concept(resource, "code", path),
             performed if performed is not None else start,
             end,
@@ -246,8 +248,8 @@ def medication_request(resource: JsonObject, path: str, refs: References) -> lis
             resource["id"],
             patient_of(resource, "subject", path, refs),
             refs.id_of(resource, "encounter", path, "Encounter"),
-            text(resource, "status", path),
-            text(resource, "intent", path),
+            required_code(resource, "status", path),
+            required_code(resource, "intent", path),
             *_medication(resource, path),
             instant(resource, "authoredOn", path),
         )
@@ -277,7 +279,7 @@ def immunization(resource: JsonObject, path: str, refs: References) -> list[Row]
             resource["id"],
             patient_of(resource, "patient", path, refs),
             refs.id_of(resource, "encounter", path, "Encounter"),
-            text(resource, "status", path),
+            required_code(resource, "status", path),
             *concept(resource, "vaccineCode", path),
             instant(resource, "occurrenceDateTime", path),  # occurrenceString (free text): not a time
         )
@@ -290,7 +292,7 @@ def diagnostic_report(resource: JsonObject, path: str, refs: References) -> list
             resource["id"],
             patient_of(resource, "subject", path, refs),
             refs.id_of(resource, "encounter", path, "Encounter"),
-            text(resource, "status", path),
+            required_code(resource, "status", path),
             concept_codes(resource, "category", path),
             *concept(resource, "code", path),
             _instant_or_start(resource, "effective", path),
@@ -317,7 +319,7 @@ def imaging_study(resource: JsonObject, path: str, refs: References) -> list[Row
             resource["id"],
             patient_of(resource, "subject", path, refs),
             refs.id_of(resource, "encounter", path, "Encounter"),
-            text(resource, "status", path),
+            required_code(resource, "status", path),
             _study_instance_uid(resource, path),
             instant(resource, "started", path),
             JOIN.join(dict.fromkeys(m for m in modalities if m)) or None,
@@ -348,9 +350,9 @@ def claim(resource: JsonObject, path: str, refs: References) -> list[Row]:
         (
             resource["id"],
             patient_of(resource, "patient", path, refs),
-            text(resource, "status", path),
+            required_code(resource, "status", path),
             *concept(resource, "type", path),
-            text(resource, "use", path),
+            required_code(resource, "use", path),
             instant(resource, "created", path),
             billable_start,
             billable_end,

@@ -168,6 +168,31 @@ def _chosen_coding(value: JsonObject, path: str) -> Code:
     return system, code, display if display is not None else label
 
 
+def required_code(parent: JsonObject, key: str, path: str) -> str | None:
+    """A `code` element with a required R4 binding (r4.REQUIRED_BINDINGS); a code outside its value set
+    raises ShapeError naming the value set (the value itself is not quoted: it could be anything)."""
+    value = text(parent, key, path)
+    _check_binding(value, f"{path}.{key}")
+    return value
+
+
+def required_concept_code(parent: JsonObject, key: str, path: str) -> str | None:
+    """The code of a CodeableConcept with a required binding (Condition's statuses), checked like
+    `required_code` when its coding is from the value set's own code system (or names none)."""
+    system, code, _ = concept(parent, key, path)
+    where = f"{path}.{key}"
+    name = r4.REQUIRED_BINDINGS[where][0]
+    if system is None or system == f"{r4.TERMINOLOGY}{name}":
+        _check_binding(code, where)
+    return code
+
+
+def _check_binding(value: str | None, where: str) -> None:
+    name, codes = r4.REQUIRED_BINDINGS[where]
+    if value is not None and value not in codes:
+        raise ShapeError(where, f"not a code of the required R4 value set {name}")
+
+
 # ---------------------------------------------------------------------------------------------- time
 
 # FHIR dateTime/instant, partial forms included. Seconds may be left out (hh:mm) and a time without a
@@ -260,10 +285,14 @@ class References:
     name no resource of the delivery and resolve to None.
     """
 
-    def __init__(self, full_urls: dict[str, Target] | None = None) -> None:
+    def __init__(self, full_urls: dict[str, Target] | None = None, ambiguous: set[str] | None = None) -> None:
         self._full_urls = full_urls or {}
+        self._ambiguous = ambiguous or set()
 
     def resolve(self, reference: str) -> Target | None:
+        """The (type, id) a reference names; None when it names none, or a fullUrl several entries share."""
+        if reference in self._ambiguous:
+            return None
         target = self._full_urls.get(reference)
         if target is not None:
             return target

@@ -37,7 +37,9 @@ Features (FEATURES_CLINICAL; every column carries a `doc`, which pyiceberg keeps
 - Condition rows whose code is a label code are removed before anything else, whatever their date and code
   system (deliberately wider than the label definition), and so are encounters whose reason is a label code.
   The patient list ignores those rows too, so moving or deleting a label record cannot change a feature.
-- Measurements are null when a patient has no value before the index; counts and indicators are 0.
+- Measurements are null when a patient has no value before the index; counts and indicators are 0. Identical
+  measurements (patient, measurement, instant, value) count once: a blood pressure delivered both as a panel
+  component and as its own Observation at the same instant is one reading.
 Columns: age_at_index_years, sex; per vital sign or lab (LOINC, converted to one UCUM unit; rows in other
 units are dropped) `<m>_latest`, `<m>_mean`, `<m>_count`, and for systolic BP, HbA1c and MMSE (the measures
 that drift before a diagnosis) `<m>_trend_per_year`, the least-squares slope (null with fewer than 3 values or
@@ -649,6 +651,14 @@ def _sorted_by_time(pos: Ints, group: Ints, at_us: Ints, resource_id: pa.Chunked
     return np.asarray(order.to_numpy(), dtype=np.int64)
 
 
+def _first_of_identical(pos: Ints, measure: Ints, at_us: Ints, value: Floats) -> Ints:
+    """Positions of the rows to keep when identical measurements (patient, measurement, instant, value)
+    count once: a blood pressure sent as a panel component and again as its own Observation is one."""
+    keys = pa.table({"pos": pos, "measure": measure, "at": at_us, "value": value, "row": np.arange(len(pos))})
+    first = keys.group_by(["pos", "measure", "at", "value"], use_threads=False).aggregate([("row", "min")])
+    return np.sort(np.asarray(first["row_min"].to_numpy(), dtype=np.int64))
+
+
 def _measurements(rows_in: _ObservationRows, cohort: _Cohort) -> dict[str, pa.Array]:
     """latest / mean / count (and trend) per MEASUREMENTS entry, from the readable rows in a known unit."""
     n, m, observations = cohort.size, len(MEASUREMENTS), rows_in.table
@@ -676,6 +686,8 @@ def _measurements(rows_in: _ObservationRows, cohort: _Cohort) -> dict[str, pa.Ar
     value = raw_value[rows] * conversion[:, 1] + conversion[:, 2]
     order = _sorted_by_time(pos[rows], measure, at_us[rows], observations["resource_id"].take(rows))
     pos, measure, value, at_us = pos[rows][order], measure[order], value[order], at_us[rows][order]
+    once = _first_of_identical(pos, measure, at_us, value)  # in time order still; the smallest resource id
+    pos, measure, value, at_us = pos[once], measure[once], value[once], at_us[once]
 
     # One group per (patient, measurement), rows in time order inside it: numpy does the aggregation.
     key = pos * m + measure

@@ -239,6 +239,26 @@ def _inflated(raw: BinaryIO) -> Iterator[bytes]:
         yield from iter(lambda: stream.read(_READ_SIZE), b"")
 
 
+# Bytes a QUAL value may hold: a float ("50", "1e3", "-10.5") or "." (missing).
+_QUAL_BYTES = np.zeros(256, dtype=np.bool_)
+_QUAL_BYTES[np.frombuffer(b"0123456789.eE+-", dtype=np.uint8)] = True
+_QUAL_COLUMN = 5  # 0-based: #CHROM POS ID REF ALT QUAL
+
+
+def _bad_qual(
+    arr: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp], starts: npt.NDArray[np.intp]
+) -> npt.NDArray[np.bool_]:
+    """Per line: its QUAL column holds a byte no number has (vectorised: no Python loop per line)."""
+    is_tab = arr == _TAB
+    line_of = np.repeat(np.arange(len(newlines)), newlines - starts + 1)
+    tabs_seen = np.cumsum(is_tab) - is_tab
+    column = tabs_seen - tabs_seen[starts][line_of]
+    bad_byte = (column == _QUAL_COLUMN) & ~is_tab & ~_QUAL_BYTES[arr]
+    bad = np.zeros(len(newlines), dtype=np.bool_)
+    bad[line_of[bad_byte]] = True
+    return bad
+
+
 class _LayoutScanner:
     """Streams decompressed bytes: header lines first, then a vectorised column count per record line."""
 
@@ -336,6 +356,9 @@ class _LayoutScanner:
         empty_column = np.zeros(len(newlines), dtype=np.bool_)
         empty_column[np.searchsorted(newlines, tab_at[empty_after])] = True
         problems = {
+            "QUAL is neither a number nor '.' (htslib would read it as 0 or a prefix of it)": _bad_qual(
+                arr, newlines, starts
+            ),
             "a '#' line among the records": arr[starts] == ord("#"),
             "empty column (a missing value is written '.')": empty_column | (arr[starts] == _TAB),
             "wrong number of columns": tabs != self._expected_tabs,

@@ -174,19 +174,20 @@ def replace_rows(
             logger.info("run already committed; skipping", extra={"table": name, "snapshot_id": previous})
             return TableCommit(table=name, rows_added=0, snapshot_id=previous, skipped=True)
         before = _row_count(table)
-        kept, superseded = rows, None
-        if isinstance(
-            owned_by, versions.OwnedByKey
-        ):  # re-resolved on every attempt: others may have committed
+        kept, superseded, replaced = rows, None, owned_by(rows)
+        if isinstance(owned_by, versions.OwnedByKey):
+            # Re-resolved on every attempt (another run may have committed meanwhile); only the keys whose
+            # staged version won are replaced.
             keys = pc.unique(rows[owned_by.column]).to_pylist()
             existing = versions.existing_versions(table, owned_by.column, keys)
             resolved = versions.newest(name, rows, existing, owned_by.column, run_id)
             kept, superseded = resolved.rows, resolved.superseded
+            replaced = owned_by(kept) if kept.num_rows else AlwaysFalse()
         try:
             with table.transaction() as tx:
                 tx.overwrite(
                     kept,
-                    overwrite_filter=owned_by(kept) if kept.num_rows else AlwaysFalse(),
+                    overwrite_filter=replaced,
                     snapshot_properties={RUN_PROPERTY: run_id, COMMIT_PROPERTY: key},
                 )
         except (CommitFailedException, ValidationException) as exc:

@@ -364,3 +364,55 @@ def test_strict_mode_names_nested_paths_without_quoting_values(tmp_path: Path) -
     assert problem.detail.startswith("Observation.valueQuantity.value: Wrong type str")
     assert "Peterqq" not in problem.detail
     assert "0x" not in problem.detail
+
+
+# ------------------------------------------------------------------------------------- value sets
+
+
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        (patient("pt-9", gender="Smithson"), "Patient.gender"),
+        (observation("o-9", status="finished"), "Observation.status"),
+        ({**encounter(), "status": "done"}, "Encounter.status"),
+        (
+            condition(
+                "c-9",
+                clinicalStatus={
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "ok"}
+                    ]
+                },
+            ),
+            "Condition.clinicalStatus",
+        ),
+    ],
+)
+def test_a_code_outside_its_required_r4_value_set_rejects_the_resource_without_quoting_it(
+    tmp_path: Path, resource: dict[str, Any], path: str
+) -> None:
+    # Given a resource whose coded element (a required binding in R4) holds a value outside its value set
+    result = flattened(write(tmp_path / "f.ndjson", ndjson([resource, patient("pt-ok")])))
+    # Then it is an invalid-resource problem naming the element and the value set, never the value
+    problem = only_problem(result)
+    assert problem.reason == "invalid-resource"
+    assert problem.detail.startswith(f"{path}: not a code of the required R4 value set")
+    assert "Smithson" not in problem.detail
+    assert rows(result) == {"clinical.patient": 1}
+
+
+def test_bundle_entries_sharing_a_full_url_are_quarantined_and_references_to_it_resolve_to_nothing(
+    tmp_path: Path,
+) -> None:
+    # Given a Bundle where two Patients share one fullUrl and a Condition references that fullUrl
+    document = bundle([patient("pt-a"), patient("pt-b"), condition(subject="urn:uuid:shared")])
+    document["entry"][0]["fullUrl"] = document["entry"][1]["fullUrl"] = "urn:uuid:shared"
+    result = flattened(write(tmp_path / "b.json", pretty(document)))
+    # Then both ambiguous entries are problems, and the Condition is not attached to either Patient
+    assert [(p.entry, p.reason) for p in result.problems] == [
+        (0, "duplicate-full-url"),
+        (1, "duplicate-full-url"),
+        (2, "missing-reference"),
+    ]
+    assert "entry 1" in result.problems[0].detail
+    assert result.tables == {}

@@ -20,7 +20,12 @@ import pyarrow.compute as pc
 from mmhealth.clinical.schemas import CLINICAL_TABLES, LABEL_CODES
 
 Resource = dict[str, Any]
-LINEAGE = {"source_key": "incoming/test/clinical", "object_id": "test-object", "run_id": "test-run"}
+LINEAGE = {
+    "source_key": "incoming/test/clinical",
+    "object_id": "test-object",
+    "run_id": "test-run",
+    "source_position": 0,
+}
 TS = pa.timestamp("us", tz="UTC")
 
 

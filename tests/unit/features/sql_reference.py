@@ -115,7 +115,9 @@ def reference_features(tables: Mapping[str, pa.Table], config: FeatureConfig) ->
         WHERE lower(coalesce(o.status, '')) NOT IN ('cancelled', 'entered-in-error')
           AND {LOINC.format(c="o.code_system")}
           AND isfinite(o.value_quantity)
-          AND CAST(greatest(o.effective_at, o.issued_at) AS DATE) < c.index_date""")
+          AND CAST(greatest(o.effective_at, o.issued_at) AS DATE) < c.index_date
+        -- identical measurements (patient, measurement, instant, value) count once
+        QUALIFY row_number() OVER (PARTITION BY o.patient_id, u.measure, event_at, value ORDER BY o.resource_id) = 1""")
     con.sql("""
         CREATE TEMP TABLE measure_stats AS
         SELECT patient_id, measure,

@@ -194,6 +194,31 @@ def test_patients_without_records_of_a_kind_get_null_measurements_and_zero_count
     assert rows["late-comer"]["age_at_index_years"] is None  # no birth date known
 
 
+def test_an_identical_measurement_delivered_twice_counts_once(tables: dict[str, pa.Table]) -> None:
+    # Given a patient's systolic pressure at one instant as a panel component and as its own Observation,
+    # and a second reading with another value at the same instant
+    patient = clinical_features(tables).features["patient_id"][0].as_py()
+    when = dt.datetime(2017, 12, 31, 20, tzinfo=UTC)
+
+    def systolic(resource_id: str, value: float, panel: str | None) -> dict[str, Any]:
+        return {**ldl_observation(patient, when, value), "resource_id": resource_id, "code_code": "8480-6",
+                "value_unit": "mm[Hg]", "panel_code": panel}  # fmt: skip
+
+    once = with_rows(tables, "clinical.observation", systolic("bp-panel", 181.0, "85354-9"))
+    twice = with_rows(once, "clinical.observation", systolic("bp-alone", 181.0, None))
+    other = with_rows(twice, "clinical.observation", systolic("bp-other", 150.0, None))
+    # When features are computed
+    count = {
+        name: by_patient(clinical_features(t).features)[patient]["systolic_mmhg_count"]
+        for name, t in (("once", once), ("twice", twice), ("other", other))
+    }
+    # Then the repeated reading counts once, a different value at the same instant counts on its own
+    assert count["twice"] == count["once"]
+    assert count["other"] == count["once"] + 1
+    # And the SQL reference agrees
+    assert_tables_close(clinical_features(other).features, reference_features(other, FeatureConfig()))
+
+
 @pytest.mark.parametrize(
     ("discharged", "counted"),
     [(dt.datetime(2017, 12, 31, 18, tzinfo=UTC), 1), (dt.datetime(2018, 1, 2, 11, tzinfo=UTC), 0)],

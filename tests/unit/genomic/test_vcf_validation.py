@@ -69,6 +69,9 @@ BROKEN_RECORDS = {
     "empty-format": ("1\t150\t.\tA\tG\t50\tPASS\t.\t\t0/1\t0/1\t0/1", "empty column"),
     "empty-last-sample": ("1\t150\t.\tA\tG\t50\tPASS\t.\tGT\t0/1\t0/1\t", "empty column"),
     "blank-line": ("", "empty line between records"),
+    # htslib reads these as 0.0 and 12.0 without a word: QUAL must be a number or "."
+    "qual-a-word": ("1\t150\t.\tA\tG\thigh\tPASS\t.\tGT\t0/1\t0/1\t0/1", "QUAL is neither a number nor"),
+    "qual-number-and-text": ("1\t150\t.\tA\tG\t12abc\tPASS\t.\tGT\t0/1\t0/1\t0/1", "QUAL is neither"),
     "comment-line": ("#1\t150\t.\tA\tG\t50\tPASS\t.\tGT\t0/1\t0/1\t0/1", "a '#' line among the records"),
 }
 
