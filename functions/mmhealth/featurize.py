@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import EqualTo
 
-from mmhealth.clinical.schemas import LABEL_CODES
 from mmhealth.features import genomic
 from mmhealth.features.clinical import READ_COLUMNS, FeatureConfig, clinical_features
 from mmhealth.features.imaging import imaging_features
+from mmhealth.features.outcomes import OUTCOMES
 from mmhealth.lakehouse.catalog import lakehouse_catalog, read_table, replace_all, replace_rows
 from mmhealth.observability import MetricUnit, logger, metrics
 
@@ -117,7 +117,7 @@ def unlinked_patients(tables: dict[str, pa.Table]) -> set[str]:
 def label_prevalence(labels: pa.Table) -> dict[str, dict[str, float | int]]:
     """Per outcome: eligible patients, positives, prevalence among the eligible."""
     result: dict[str, dict[str, float | int]] = {}
-    for outcome in LABEL_CODES:
+    for outcome in OUTCOMES:
         if outcome not in labels.column_names:
             continue
         column = labels[outcome]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmhealth.clinical.schemas import LABEL_CODES
+from mmhealth.features.outcomes import PRIMARY_CODES
 from mmhealth.lakehouse.catalog import read_table
 from mmpipe.local import LocalRuntime
 from mmpipe.synth import generate_cohort
@@ -126,10 +126,10 @@ def test_a_mixed_delivery_fills_both_branches_features_and_labels(
         == set(labels["patient_id"].to_pylist())
         == patients | {"unknown-patient"}
     )
-    assert set(LABEL_CODES) <= set(labels.column_names)
+    assert set(PRIMARY_CODES) <= set(labels.column_names)
     # And the notification carries the label prevalence
     notes = [json.loads(n.message) for n in inbox.receive(count=len(executions))]
     rebuilt = [n["features"] for n in notes if "prevalence" in n.get("features", {})]
-    assert set(rebuilt[-1]["prevalence"]) == set(LABEL_CODES)
+    assert set(rebuilt[-1]["prevalence"]) == set(PRIMARY_CODES)
     # And the observation of a patient nobody delivered is kept and reported as unlinked
     assert rebuilt[-1]["unlinked_patients"] == 1

@@ -19,7 +19,8 @@ cannot be read at all raises `InvalidInputError`:
                       the wrong JSON type, an impossible date, or a code outside its required R4 value
                       set, with its path; in strict mode also any R4 model violation), missing-resource
                       (a Bundle entry without a resource), duplicate-full-url (Bundle entries sharing a
-                      fullUrl: references to it are ambiguous, so none of them is kept)
+                      fullUrl but not a resource type and id: references to it are ambiguous, so none
+                      of them is kept; versions of one resource under one fullUrl are fine)
 
 Limits: a resource line may hold 16 MiB (`MAX_RESOURCE_BYTES`: far above any real resource, a Binary
 with an inline attachment included, while one line can never exhaust a Lambda's memory); a Bundle, as a
@@ -511,8 +512,8 @@ class _Flattener:
                 self._position += 1
                 others = ", ".join(str(i) for i in shared[full_url] if i != index)
                 detail = (
-                    f"Bundle entry {index}: its fullUrl is also the fullUrl of entry {others}; which resource a "
-                    "reference to it means cannot be told, so neither is kept"
+                    f"Bundle entry {index}: its fullUrl is also the fullUrl of entry {others}, a different resource "
+                    "(or one without an id); which one a reference to it means cannot be told, so none is kept"
                 )
                 self._problem(at, "duplicate-full-url", detail, *_identity(resource))
                 continue
@@ -599,20 +600,33 @@ def _uuid_of(full_url: Any) -> str | None:
 
 def _full_urls(entries: list[Any]) -> tuple[dict[str, Target], dict[str, list[int]]]:
     """fullUrl -> (type, id) of every entry that has both: what references inside the Bundle use; and the
-    fullUrls that several entries share (R4 bdl-7 forbids it), with those entries' indexes."""
+    fullUrls that name more than one resource, with the indexes of their entries.
+
+    R4's bdl-7 lets entries share a fullUrl only as versions of one resource (a history, or the same
+    resource listed twice): same type, same explicit id. Those stay (the version rule keeps one); entries
+    whose shared fullUrl stands for different resources, or for resources without an id of their own, make
+    every reference to it ambiguous.
+    """
     found: dict[str, Target] = {}
-    seen: dict[str, list[int]] = {}
+    seen: dict[str, list[tuple[int, Target | None, bool]]] = {}
     for index, entry in enumerate(entries):
         if type(entry) is not dict:
             continue
         full_url, resource = entry.get("fullUrl"), entry.get("resource")
         if type(full_url) is not str or type(resource) is not dict:
             continue
-        seen.setdefault(full_url, []).append(index)
         resource_type, resource_id = resource.get("resourceType"), resource.get("id", _uuid_of(full_url))
-        if type(resource_type) is str and type(resource_id) is str:
-            found[full_url] = (resource_type, resource_id)
-    shared = {url: indexes for url, indexes in seen.items() if len(indexes) > 1}
+        target = (
+            (resource_type, resource_id) if type(resource_type) is str and type(resource_id) is str else None
+        )
+        seen.setdefault(full_url, []).append((index, target, "id" in resource))
+        if target is not None:
+            found[full_url] = target
+    shared = {
+        url: [index for index, _, _ in named]
+        for url, named in seen.items()
+        if len(named) > 1 and (len({t for _, t, _ in named}) > 1 or not all(has_id for _, _, has_id in named))
+    }
     return {url: target for url, target in found.items() if url not in shared}, shared
 
 

@@ -143,11 +143,4 @@ CLINICAL_TABLES: dict[str, pa.Schema] = {
     ),
 }
 
-# Outcome labels: Condition codes (SNOMED CT) that define them. Features must never read these records.
-LABEL_CODES: dict[str, str] = {
-    "hypertension": "59621000",
-    "coronary_heart_disease": "53741008",
-    "stroke": "230690007",
-    "alzheimers_disease": "26929004",
-}
 SNOMED = "http://snomed.info/sct"

@@ -19,12 +19,14 @@ in its first years. The first-encounter rule suits real data where follow-up sta
 synthetic cohort it gives index dates in 2018-01 .. 2018-04, so onsets before them become prevalent.
 
 Labels: the incident-outcome design
-For each outcome of LABEL_CODES the onset is the earliest onset_at (else recorded_at) of the patient's Condition
-rows with that code under a SNOMED CT system (any URI variant of it; refuted and entered-in-error rows are
-ignored). `<outcome>_onset` carries that date whatever the label; the label is
-    null  no index date; died before it; onset before it (prevalent: nothing left to predict, and the
-          pre-index records would describe the diagnosed, treated disease); or an undated label record
-          (incident or prevalent cannot be told)
+Each outcome is a value set of Condition codes, SNOMED CT and ICD-10-CM (features/outcomes.toml, with the source
+of every code). Its onset is the earliest onset_at (else recorded_at) of the patient's Condition rows coded in
+the value set under its code system (any URI variant, OID or short name of it; refuted and entered-in-error rows
+are ignored). `<outcome>_onset` carries that date whatever the label; the label is
+    null  not eligible: no Patient resource; no index date; born after it; no record dated before it (nothing
+          was observed of the patient at the index); died before it; onset before it (prevalent: nothing left
+          to predict, and the pre-index records would describe the diagnosed, treated disease); or an
+          undated label record (incident or prevalent cannot be told)
     1     onset in [index date, index date + horizon_years)
     0     otherwise: no onset, or one after the horizon. The tables carry no end of follow-up, so a patient
           who leaves care early without an event counts as 0.
@@ -34,8 +36,8 @@ Features (FEATURES_CLINICAL; every column carries a `doc`, which pyiceberg keeps
   Observation's effective and issued times, a Condition's onset and recorded dates, an Encounter's or a
   Procedure's start and end. A lab drawn before the index but resulted after it, or an admission that runs
   past it, is not known at the index, so it is not used.
-- Condition rows whose code is a label code are removed before anything else, whatever their date and code
-  system (deliberately wider than the label definition), and so are encounters whose reason is a label code.
+- Condition rows whose code is in any outcome's value set are removed before anything else, whatever their date
+  and code system (deliberately wider than the label definition), and so are encounters whose reason is a label code.
   The patient list ignores those rows too, so moving or deleting a label record cannot change a feature.
 - Measurements are null when a patient has no value before the index; counts and indicators are 0. Identical
   measurements (patient, measurement, instant, value) count once: a blood pressure delivered both as a panel
@@ -72,7 +74,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES, LABEL_CODES
+from mmhealth.clinical.schemas import CLINICAL_TABLES
+from mmhealth.features.outcomes import (
+    ALL_SNOMED,
+    OUTCOMES,
+    SNOMED_SYSTEMS,
+    carries_any_label_code,
+    defines,
+    system_is,
+)
 
 EPOCH = dt.date(1970, 1, 1)
 DAYS_PER_YEAR = 365.25
@@ -256,7 +266,6 @@ VOID: dict[str, tuple[str, tuple[str, ...]]] = {
     "clinical.procedure": ("status", ("not-done", "entered-in-error")),
     "clinical.immunization": ("status", ("not-done", "entered-in-error")),
 }
-SNOMED_SYSTEMS = ("urn:oid:2.16.840.1.113883.6.96", "sct", "snomed", "snomedct", "snomed ct", "snomed-ct")
 LOINC_SYSTEMS = ("urn:oid:2.16.840.1.113883.6.1", "loinc")
 RXNORM_SYSTEMS = ("urn:oid:2.16.840.1.113883.6.88", "rxnorm")
 
@@ -284,7 +293,7 @@ CODE_COLUMNS = ("code_code", "reason_code", "medication_code", "value_concept_co
 
 def _check_code_lists() -> None:
     """Import-time guard: a label code used as a feature code would leak the label into the features."""
-    label_codes = set(LABEL_CODES.values())
+    label_codes = set(ALL_SNOMED)
     used = {c for group in (*COMORBIDITIES, *MEDICATION_CLASSES) for c in group.codes}
     if label_codes & used:
         raise RuntimeError(f"label codes used as feature codes: {sorted(label_codes & used)}")
@@ -347,16 +356,17 @@ def _label_fields() -> list[pa.Field]:
         _field("patient_id", pa.string(), "FHIR Patient id", nullable=False),
         _field("index_date", pa.date32(), "start of the label window (the features' index date)"),
     ]
-    for outcome, code in LABEL_CODES.items():
+    for name, outcome in OUTCOMES.items():
         fields += [
             _field(
-                outcome,
+                name,
                 pa.int8(),
-                f"1 if SNOMED CT {code} has its onset in [index date, index date + horizon); 0 if not; "
-                "null if not eligible (no index date, died before it, onset before it, undated record)",
+                f"1 if a Condition of the value set ({outcome.documentation}) has its onset in [index date, "
+                "index date + horizon); 0 if not; null if not eligible (no Patient resource, no index date, "
+                "born after it, no record before it, died before it, onset before it, undated record)",
             ),
             _field(
-                f"{outcome}_onset", pa.date32(), f"earliest onset (else recorded date) of SNOMED CT {code}"
+                f"{name}_onset", pa.date32(), f"earliest onset (else recorded date) of {outcome.description}"
             ),
         ]
     return fields
@@ -412,7 +422,7 @@ def clinical_features(tables: Mapping[str, pa.Table], config: FeatureConfig = DE
     )
     cohort = _cohort(inputs, config)
     features = _features(inputs, cohort)
-    labels = _labels(raw["clinical.condition"], raw["clinical.patient"], cohort, config)
+    labels = _labels(raw["clinical.condition"], inputs, cohort, config)
     return FeatureSet(features=features, labels=labels, config=config)
 
 
@@ -445,21 +455,14 @@ def _read(tables: Mapping[str, pa.Table], name: str) -> pa.Table:
     return table
 
 
-def _carries_label_code(codes: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.is_in(codes, value_set=pa.array(sorted(LABEL_CODES.values()), pa.string()))
+def _carries_label_code(codes: pa.ChunkedArray) -> pa.Array:
+    return pa.array(carries_any_label_code(codes))
 
 
 def _not_void(table: pa.Table, name: str) -> Bools:
     column, values = VOID[name]
     void = pc.is_in(pc.utf8_lower(table[column]), value_set=pa.array(values, pa.string()))
     return ~_np_bool(void)
-
-
-def _system_is(system: pa.ChunkedArray, fragment: str, names: tuple[str, ...], unstated: bool) -> Bools:
-    """Code system check: the canonical URI (and versioned variants of it), known OIDs and short names."""
-    lower = pc.utf8_lower(system)
-    match = _np_bool(pc.match_substring(lower, fragment)) | _np_bool(pc.is_in(lower, pa.array(names)))
-    return match | (_np_bool(pc.is_null(system)) if unstated else False)
 
 
 def _np_bool(values: pa.ChunkedArray | pa.Array) -> Bools:
@@ -636,7 +639,7 @@ def _observation_rows(observations: pa.Table, cohort: _Cohort) -> _ObservationRo
     known_day, dated = _latest_day(effective, issued)
     readable = (
         _not_void(observations, "clinical.observation")
-        & _system_is(observations["code_system"], "loinc.org", LOINC_SYSTEMS, unstated=True)
+        & system_is(observations["code_system"], "loinc.org", LOINC_SYSTEMS, unstated=True)
         & cohort.before_index(pos, known_day, dated)
     )
     at = pc.coalesce(observations["effective_at"], observations["issued_at"]).cast(pa.int64())
@@ -744,7 +747,7 @@ def _conditions(conditions: pa.Table, cohort: _Cohort) -> dict[str, pa.Array]:
     pos = cohort.positions(conditions["patient_id"])
     known_day, dated = _latest_day(_days(conditions["onset_at"]), _days(conditions["recorded_at"]))
     usable = _not_void(conditions, "clinical.condition") & cohort.before_index(pos, known_day, dated)
-    snomed = _system_is(conditions["code_system"], "snomed.info/sct", SNOMED_SYSTEMS, unstated=True)
+    snomed = system_is(conditions["code_system"], "snomed.info/sct", SNOMED_SYSTEMS, unstated=True)
     columns = {"condition_count": _counts(pos[usable], n)}
     for group in COMORBIDITIES:
         member = _np_bool(pc.is_in(conditions["code_code"], pa.array(group.codes))) & snomed
@@ -758,7 +761,7 @@ def _medications(requests: pa.Table, cohort: _Cohort) -> dict[str, pa.Array]:
     usable = _not_void(requests, "clinical.medication_request") & cohort.before_index(
         pos, *_days(requests["authored_at"])
     )
-    rxnorm = _system_is(requests["medication_system"], "rxnorm", RXNORM_SYSTEMS, unstated=True)
+    rxnorm = system_is(requests["medication_system"], "rxnorm", RXNORM_SYSTEMS, unstated=True)
     columns = {"medication_request_count": _counts(pos[usable], n)}
     for group in MEDICATION_CLASSES:
         by_code = _np_bool(pc.is_in(requests["medication_code"], pa.array(group.codes))) & rxnorm
@@ -809,7 +812,9 @@ def _count_before_index(table: pa.Table, name: str, dates: tuple[str, ...], coho
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _labels(conditions: pa.Table, patients: pa.Table, cohort: _Cohort, config: FeatureConfig) -> pa.Table:
+def _labels(
+    conditions: pa.Table, inputs: Mapping[str, pa.Table], cohort: _Cohort, config: FeatureConfig
+) -> pa.Table:
     """Incident labels from the label-defining Conditions (the module docstring gives the rule)."""
     n = cohort.size
     never = np.iinfo(np.int64).max
@@ -817,26 +822,17 @@ def _labels(conditions: pa.Table, patients: pa.Table, cohort: _Cohort, config: F
     for i in np.flatnonzero(cohort.has_index):
         start = EPOCH + dt.timedelta(days=int(cohort.index_days[i]))
         window_end[i] = (_add_years(start, config.horizon_years) - EPOCH).days
-    # Died before the index date: not at risk at the index.
-    patient_pos = cohort.positions(patients["patient_id"])
-    death, dead = _days(patients["deceased_at"])
-    died_before = np.zeros(n, dtype=np.bool_)
-    died_before[patient_pos[cohort.before_index(patient_pos, death, dead)]] = True
-    at_risk = cohort.has_index & ~died_before
+    at_risk = _at_risk(inputs, cohort)
 
     pos = cohort.positions(conditions["patient_id"])
     onset_day, dated = _first_day(_days(conditions["onset_at"]), _days(conditions["recorded_at"]))
-    valid = (
-        (pos >= 0)
-        & _not_void(conditions, "clinical.condition")
-        & _system_is(conditions["code_system"], "snomed.info/sct", SNOMED_SYSTEMS, unstated=False)
-    )
+    valid = (pos >= 0) & _not_void(conditions, "clinical.condition")
     columns: dict[str, pa.Array] = {
         "patient_id": cohort.ids,
         "index_date": _date_array(cohort.index_days, cohort.has_index),
     }
-    for outcome, code in LABEL_CODES.items():
-        rows = valid & _np_bool(pc.equal(conditions["code_code"], code))
+    for name, outcome in OUTCOMES.items():
+        rows = valid & defines(outcome, conditions["code_system"], conditions["code_code"])
         onset = np.full(n, never, dtype=np.int64)
         np.minimum.at(onset, pos[rows & dated], onset_day[rows & dated])
         has_onset = onset != never
@@ -845,6 +841,43 @@ def _labels(conditions: pa.Table, patients: pa.Table, cohort: _Cohort, config: F
         prevalent = has_onset & (onset < cohort.index_days)
         eligible = at_risk & ~prevalent & ~undated
         label = (has_onset & (onset < window_end)).astype(np.int8)
-        columns[outcome] = pa.array(label, mask=~eligible)
-        columns[f"{outcome}_onset"] = _date_array(np.where(has_onset, onset, 0), has_onset)
+        columns[name] = pa.array(label, mask=~eligible)
+        columns[f"{name}_onset"] = _date_array(np.where(has_onset, onset, 0), has_onset)
     return pa.table([columns[f.name] for f in FEATURES_LABELS], schema=FEATURES_LABELS)
+
+
+# The records whose presence before the index date makes a patient observable then (first dated day).
+RECORD_DATES: dict[str, tuple[str, ...]] = {
+    "clinical.encounter": ("period_start", "period_end"),
+    "clinical.condition": ("onset_at", "recorded_at"),
+    "clinical.observation": ("effective_at", "issued_at"),
+    "clinical.medication_request": ("authored_at",),
+    "clinical.procedure": ("performed_start", "performed_end"),
+    "clinical.immunization": ("occurrence_at",),
+}
+
+
+def _at_risk(inputs: Mapping[str, pa.Table], cohort: _Cohort) -> Bools:
+    """Patients eligible for every outcome at their index date: they have an index date and a Patient
+    resource, were born on or before it and had not died before it, and have at least one (non-void,
+    non-label) record dated before it. Whoever fails one of these has null labels."""
+    n = cohort.size
+    patients = inputs["clinical.patient"]
+    pos = cohort.positions(patients["patient_id"])
+    known = pos >= 0
+    has_patient = np.zeros(n, dtype=np.bool_)
+    has_patient[pos[known]] = True
+    birth, born = _days(patients["birth_date"])
+    born_later = np.zeros(n, dtype=np.bool_)
+    later = known & born & (birth > cohort.index_days[np.where(known, pos, 0)])
+    born_later[pos[later]] = True
+    death, dead = _days(patients["deceased_at"])
+    died_before = np.zeros(n, dtype=np.bool_)
+    died_before[pos[cohort.before_index(pos, death, dead)]] = True
+    has_record = np.zeros(n, dtype=np.bool_)
+    for name, dates in RECORD_DATES.items():
+        table = inputs[name]
+        rows = cohort.positions(table["patient_id"])
+        day, dated = _first_day(*(_days(table[c]) for c in dates))
+        has_record[rows[_not_void(table, name) & cohort.before_index(rows, day, dated)]] = True
+    return cohort.has_index & has_patient & ~born_later & ~died_before & has_record

@@ -32,14 +32,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from mmhealth import storage
-from mmhealth.clinical.schemas import LABEL_CODES
 from mmhealth.features.genomic import is_pathogenic
+from mmhealth.features.outcomes import OUTCOMES as OUTCOME_DEFINITIONS
 from mmhealth.featurize import label_prevalence
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
 
-OUTCOMES = tuple(LABEL_CODES)
+OUTCOMES = tuple(OUTCOME_DEFINITIONS)
 MODALITY_TABLES = {
     "clinical": "features.clinical",
     "genomic": "features.genomic",

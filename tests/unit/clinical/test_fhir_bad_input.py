@@ -416,3 +416,14 @@ def test_bundle_entries_sharing_a_full_url_are_quarantined_and_references_to_it_
     ]
     assert "entry 1" in result.problems[0].detail
     assert result.tables == {}
+
+
+def test_versions_of_one_resource_may_share_a_full_url(tmp_path: Path) -> None:
+    # Given a history-like Bundle: two versions of Patient pt-1 under one fullUrl (allowed by R4's bdl-7)
+    document = bundle([patient("pt-1"), patient("pt-1"), condition(subject="urn:uuid:same")], "collection")
+    document["entry"][0]["fullUrl"] = document["entry"][1]["fullUrl"] = "urn:uuid:same"
+    result = flattened(write(tmp_path / "b.json", pretty(document)))
+    # Then nothing is ambiguous: both versions are rows (the lake keeps one) and the reference resolves
+    assert result.problems == []
+    assert rows(result) == {"clinical.condition": 1, "clinical.patient": 2}
+    assert result.tables["clinical.condition"]["patient_id"].to_pylist() == ["pt-1"]

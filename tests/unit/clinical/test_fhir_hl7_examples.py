@@ -58,7 +58,8 @@ def test_every_example_is_accepted_or_rejected_with_a_reason(examples: list[dict
 def test_the_examples_as_one_bundle_give_the_same_outcome_with_entry_lines(
     tmp_path: Path, examples: list[dict[str, Any]]
 ) -> None:
-    entries = [{"fullUrl": f"{e.get('url', 'urn:x')}", "resource": e} for e in examples]
+    # One fullUrl per entry (R4 bdl-7: entries sharing one would be duplicate-full-url problems)
+    entries = [{"fullUrl": f"urn:example:{i}", "resource": e} for i, e in enumerate(examples)]
     path = tmp_path / "examples.json"
     text = pretty({"resourceType": "Bundle", "type": "collection", "entry": entries})
     path.write_bytes(text)

@@ -17,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES, LABEL_CODES
+from mmhealth.clinical.schemas import CLINICAL_TABLES
+from mmhealth.features.outcomes import PRIMARY_CODES
 
 Resource = dict[str, Any]
 LINEAGE = {
@@ -60,7 +61,7 @@ def clinical_tables(clinical_dir: Path) -> dict[str, pa.Table]:
 
 
 def is_label_record(conditions: pa.Table) -> pa.ChunkedArray:
-    return pc.is_in(conditions["code_code"], value_set=pa.array(sorted(LABEL_CODES.values())))
+    return pc.is_in(conditions["code_code"], value_set=pa.array(sorted(PRIMARY_CODES.values())))
 
 
 def with_label_records_dated(tables: dict[str, pa.Table], when: dt.datetime) -> dict[str, pa.Table]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import duckdb
 import pyarrow as pa
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES, LABEL_CODES
+from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.features.clinical import (
     COMORBIDITIES,
     EMERGENCY_CLASSES,
@@ -25,6 +25,7 @@ from mmhealth.features.clinical import (
     SMOKING_STATUS_LOINC,
     FeatureConfig,
 )
+from mmhealth.features.outcomes import ALL_ICD10CM, ALL_SNOMED, OUTCOMES
 
 TABLES = (
     "patient",
@@ -41,7 +42,11 @@ def _list(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-LABELS = _list(sorted(LABEL_CODES.values()))
+LABEL_SNOMED = _list(sorted(ALL_SNOMED))
+# Written out independently of outcomes.in_icd_categories: the code without dots starts with a category.
+ICD_CATEGORIES = "regexp_matches(upper(replace(trim({c}), '.', '')), '^(" + "|".join(ALL_ICD10CM) + ")')"
+LABELS_SQL = f"(trim({{c}}) IN ({LABEL_SNOMED}) OR {ICD_CATEGORIES})"
+ICD10CM = "(lower({c}) LIKE '%icd-10-cm%' OR lower({c}) IN ('urn:oid:2.16.840.1.113883.6.90', 'icd10cm', 'icd-10cm'))"
 SNOMED = "(lower({c}) LIKE '%snomed.info/sct%' OR lower({c}) IN ('urn:oid:2.16.840.1.113883.6.96', 'sct', "
 SNOMED += "'snomed', 'snomedct', 'snomed ct', 'snomed-ct'))"
 LOINC = "({c} IS NULL OR lower({c}) LIKE '%loinc.org%' OR lower({c}) IN ('urn:oid:2.16.840.1.113883.6.1', 'loinc'))"
@@ -85,10 +90,10 @@ def _setup(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table], confi
     # Features never see label-defining records: conditions coded, encounters motivated, by a label code.
     con.sql(f"""
         CREATE TEMP TABLE cond AS
-        SELECT * FROM raw_condition WHERE trim(code_code) NOT IN ({LABELS}) OR code_code IS NULL""")
+        SELECT * FROM raw_condition WHERE NOT {LABELS_SQL.format(c="code_code")} OR code_code IS NULL""")
     con.sql(f"""
         CREATE TEMP TABLE enc AS
-        SELECT * FROM raw_encounter WHERE trim(reason_code) NOT IN ({LABELS}) OR reason_code IS NULL""")
+        SELECT * FROM raw_encounter WHERE NOT {LABELS_SQL.format(c="reason_code")} OR reason_code IS NULL""")
     others = " UNION ".join(
         f"SELECT patient_id FROM raw_{n}" for n in TABLES if n not in ("condition", "encounter")
     )
@@ -228,36 +233,63 @@ def reference_labels(tables: Mapping[str, pa.Table], config: FeatureConfig) -> p
     con = duckdb.connect()
     _setup(con, tables, config)
     per_outcome = []
-    for outcome, code in LABEL_CODES.items():
-        onset = (
-            f"min(CAST(coalesce(onset_at, recorded_at) AS DATE)) FILTER (WHERE trim(code_code) = '{code}')"
-        )
-        undated = (
-            f"bool_or(onset_at IS NULL AND recorded_at IS NULL) FILTER (WHERE trim(code_code) = '{code}')"
-        )
-        per_outcome.append(f"{onset} AS {outcome}_onset, coalesce({undated}, false) AS {outcome}_undated")
+    for name, outcome in OUTCOMES.items():
+        snomed = f"{SNOMED.format(c='code_system')} AND trim(code_code) IN ({_list(outcome.snomed)})"
+        icd = "false"
+        if outcome.icd10cm:
+            categories = "|".join(outcome.icd10cm)
+            icd = (
+                f"{ICD10CM.format(c='code_system')} AND "
+                f"regexp_matches(upper(replace(trim(code_code), '.', '')), '^({categories})')"
+            )
+        member = f"(({snomed}) OR ({icd}))"
+        onset = f"min(CAST(coalesce(onset_at, recorded_at) AS DATE)) FILTER (WHERE {member})"
+        undated = f"bool_or(onset_at IS NULL AND recorded_at IS NULL) FILTER (WHERE {member})"
+        per_outcome.append(f"{onset} AS {name}_onset, coalesce({undated}, false) AS {name}_undated")
     labels = []
-    for outcome in LABEL_CODES:
+    for outcome in OUTCOMES:
         labels.append(f"""
-            CASE WHEN c.index_date IS NULL OR coalesce(d.died_before, false) OR coalesce({outcome}_undated, false)
+            CASE WHEN c.index_date IS NULL OR e.patient_id IS NULL OR coalesce({outcome}_undated, false)
                       OR coalesce({outcome}_onset < c.index_date, false) THEN NULL
                  WHEN {outcome}_onset < CAST(c.index_date + INTERVAL {config.horizon_years} YEAR AS DATE) THEN 1
                  ELSE 0 END AS {outcome}, {outcome}_onset""")
+    # A record "before the index date": its first dated day is before it (void rows and label rows excluded).
+    records = " UNION ALL ".join(
+        f"SELECT patient_id, CAST(coalesce({', '.join(dates)}) AS DATE) AS day FROM {source} "
+        f"WHERE lower(coalesce({status}, '')) NOT IN ({_list(void)})"
+        for source, dates, status, void in (
+            ("enc", ("period_start", "period_end"), "status", ("cancelled", "entered-in-error")),
+            ("cond", ("onset_at", "recorded_at"), "verification_status", ("refuted", "entered-in-error")),
+            ("raw_observation", ("effective_at", "issued_at"), "status", ("cancelled", "entered-in-error")),
+            ("raw_medication_request", ("authored_at",), "status", ("cancelled", "entered-in-error")),
+            (
+                "raw_procedure",
+                ("performed_start", "performed_end"),
+                "status",
+                ("not-done", "entered-in-error"),
+            ),
+            ("raw_immunization", ("occurrence_at",), "status", ("not-done", "entered-in-error")),
+        )
+    )
     result = con.sql(f"""
         WITH onsets AS (
             SELECT patient_id, {", ".join(per_outcome)}
             FROM raw_condition
-            WHERE trim(code_code) IN ({LABELS}) AND {SNOMED.format(c="code_system")}
-              AND lower(coalesce(verification_status, '')) NOT IN ('refuted', 'entered-in-error')
+            WHERE lower(coalesce(verification_status, '')) NOT IN ('refuted', 'entered-in-error')
             GROUP BY patient_id
         ),
-        deaths AS (
-            SELECT c.patient_id, bool_or(CAST(p.deceased_at AS DATE) < c.index_date) AS died_before
-            FROM cohort c JOIN raw_patient p USING (patient_id) GROUP BY c.patient_id
+        eligible AS (  -- a Patient resource, born on or before the index, alive at it, a record before it
+            SELECT c.patient_id FROM cohort c
+            WHERE c.patient_id IN (SELECT patient_id FROM raw_patient)
+              AND NOT coalesce((SELECT bool_or(p.birth_date > c.index_date) FROM raw_patient p
+                                WHERE p.patient_id = c.patient_id), false)
+              AND NOT coalesce((SELECT bool_or(CAST(p.deceased_at AS DATE) < c.index_date) FROM raw_patient p
+                                WHERE p.patient_id = c.patient_id), false)
+              AND EXISTS (SELECT 1 FROM ({records}) r WHERE r.patient_id = c.patient_id AND r.day < c.index_date)
         )
         SELECT c.patient_id, c.index_date, {", ".join(labels)}
         FROM cohort c
         LEFT JOIN onsets o USING (patient_id)
-        LEFT JOIN deaths d USING (patient_id)
+        LEFT JOIN eligible e USING (patient_id)
         ORDER BY c.patient_id""").to_arrow_table()
     return pa.table({f.name: result[f.name] for f in FEATURES_LABELS}).cast(FEATURES_LABELS)

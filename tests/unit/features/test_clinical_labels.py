@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mmhealth.clinical.schemas import LABEL_CODES
 from mmhealth.features.clinical import FEATURES_LABELS, FeatureConfig, clinical_features
+from mmhealth.features.outcomes import PRIMARY_CODES
 from tests.unit.features.sql_reference import reference_labels
 
 UTC = dt.UTC
-OUTCOMES = list(LABEL_CODES)
+OUTCOMES = list(PRIMARY_CODES)
 
 
 def by_patient(table: pa.Table) -> dict[str, dict[str, Any]]:
@@ -38,7 +38,7 @@ def set_where(table: pa.Table, mask: pa.ChunkedArray, **values: Any) -> pa.Table
 def label_rows_of(tables: dict[str, pa.Table], patient: str, outcome: str) -> pa.ChunkedArray:
     conditions = tables["clinical.condition"]
     return pc.and_(
-        pc.equal(conditions["patient_id"], patient), pc.equal(conditions["code_code"], LABEL_CODES[outcome])
+        pc.equal(conditions["patient_id"], patient), pc.equal(conditions["code_code"], PRIMARY_CODES[outcome])
     )
 
 
@@ -215,10 +215,12 @@ def test_labels_equal_an_independent_sql_version_of_the_rule(
     # Given the cohort with awkward records: refuted, without onset, undated, a death before the index date
     conditions = tables["clinical.condition"]
     codes = conditions["code_code"]
-    conditions = set_where(conditions, pc.equal(codes, LABEL_CODES["stroke"]), verification_status="refuted")
-    conditions = set_where(conditions, pc.equal(codes, LABEL_CODES["alzheimers_disease"]), onset_at=None)
+    conditions = set_where(
+        conditions, pc.equal(codes, PRIMARY_CODES["stroke"]), verification_status="refuted"
+    )
+    conditions = set_where(conditions, pc.equal(codes, PRIMARY_CODES["alzheimers_disease"]), onset_at=None)
     undated = pc.and_(
-        pc.equal(codes, LABEL_CODES["coronary_heart_disease"]), pc.less(conditions["patient_id"], "8")
+        pc.equal(codes, PRIMARY_CODES["coronary_heart_disease"]), pc.less(conditions["patient_id"], "8")
     )
     conditions = set_where(conditions, undated, onset_at=None, recorded_at=None)
     patients = tables["clinical.patient"]
@@ -228,3 +230,97 @@ def test_labels_equal_an_independent_sql_version_of_the_rule(
     # When labels are computed by the module and by DuckDB SQL
     # Then they are identical
     assert clinical_features(edited, config).labels.equals(reference_labels(edited, config))
+
+
+# ------------------------------------------------------------------------------- eligibility, value sets
+
+
+def _eligible_patient(tables: dict[str, pa.Table]) -> str:
+    """A patient with no outcome at all (labels 0 everywhere): a rule that breaks makes them null."""
+    labels = by_patient(clinical_features(tables).labels)
+    return sorted(p for p, row in labels.items() if all(row[o] == 0 for o in OUTCOMES))[0]
+
+
+def _without_patient_rows(tables: dict[str, pa.Table], name: str, patient: str) -> dict[str, pa.Table]:
+    table = tables[name]
+    return {**tables, name: table.filter(pc.not_equal(table["patient_id"], patient))}
+
+
+def test_a_patient_without_a_patient_resource_is_not_eligible(tables: dict[str, pa.Table]) -> None:
+    patient = _eligible_patient(tables)
+    edited = _without_patient_rows(tables, "clinical.patient", patient)
+    row = by_patient(clinical_features(edited).labels)[patient]
+    assert [row[o] for o in OUTCOMES] == [None] * len(OUTCOMES)
+    assert row == by_patient(reference_labels(edited, FeatureConfig()))[patient]
+
+
+def test_a_patient_born_after_the_index_date_is_not_eligible(tables: dict[str, pa.Table]) -> None:
+    patient = _eligible_patient(tables)
+    patients = tables["clinical.patient"]
+    born = {**tables, "clinical.patient": set_where(
+        patients, pc.equal(patients["patient_id"], patient), birth_date=dt.date(2019, 5, 1)
+    )}  # fmt: skip
+    row = by_patient(clinical_features(born).labels)[patient]
+    assert [row[o] for o in OUTCOMES] == [None] * len(OUTCOMES)
+    assert row == by_patient(reference_labels(born, FeatureConfig()))[patient]
+    # and born on the index date itself is not "after" it
+    on_index = {**tables, "clinical.patient": set_where(
+        patients, pc.equal(patients["patient_id"], patient), birth_date=dt.date(2018, 1, 1)
+    )}  # fmt: skip
+    assert by_patient(clinical_features(on_index).labels)[patient]["hypertension"] == 0
+
+
+def test_a_patient_without_any_record_before_the_index_date_is_not_eligible(
+    tables: dict[str, pa.Table],
+) -> None:
+    # Given a patient whose every record is moved to 2019 (after the index date)
+    patient = _eligible_patient(tables)
+    late = dt.datetime(2019, 3, 1, tzinfo=UTC)
+    edited = dict(tables)
+    for name, table in tables.items():
+        if name == "clinical.patient":
+            continue
+        mine = pc.equal(table["patient_id"], patient)
+        dates = {f.name: late for f in table.schema if pa.types.is_timestamp(f.type)}
+        edited[name] = set_where(table, mine, **dates)
+    # Then they have no label; with one record before it they have theirs back
+    row = by_patient(clinical_features(edited).labels)[patient]
+    assert [row[o] for o in OUTCOMES] == [None] * len(OUTCOMES)
+    assert row == by_patient(reference_labels(edited, FeatureConfig()))[patient]
+    assert by_patient(clinical_features(tables).labels)[patient]["hypertension"] == 0
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "outcome"),
+    [
+        ("http://hl7.org/fhir/sid/icd-10-cm", "I21.4", "coronary_heart_disease"),
+        ("http://snomed.info/sct", "414545008", "coronary_heart_disease"),
+        ("urn:oid:2.16.840.1.113883.6.90", "I63.9", "stroke"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "G30.1", "alzheimers_disease"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "I10", "hypertension"),
+    ],
+)
+def test_an_outcome_coded_with_another_code_of_its_value_set_is_a_positive(
+    tables: dict[str, pa.Table], system: str, code: str, outcome: str
+) -> None:
+    # Given an outcome-free patient, and a Condition for them in 2019 coded otherwise than the primary code
+    patient = _eligible_patient(tables)
+    conditions = tables["clinical.condition"]
+    extra = conditions.slice(0, 1).to_pylist()[0] | {
+        "resource_id": "value-set-case", "patient_id": patient, "code_system": system, "code_code": code,
+        "verification_status": "confirmed", "onset_at": dt.datetime(2019, 6, 1, tzinfo=UTC), "recorded_at": None,
+    }  # fmt: skip
+    edited = {**tables, "clinical.condition": pa.concat_tables(
+        [conditions, pa.Table.from_pylist([extra], schema=conditions.schema)]
+    )}  # fmt: skip
+    # Then the outcome is labelled 1, like the SQL reference, and the other outcomes stay 0
+    row = by_patient(clinical_features(edited).labels)[patient]
+    assert row[outcome] == 1
+    assert [row[o] for o in OUTCOMES if o != outcome] == [0] * (len(OUTCOMES) - 1)
+    assert row == by_patient(reference_labels(edited, FeatureConfig()))[patient]
+    # And the same code in an unrelated code system defines nothing
+    other = {**edited, "clinical.condition": set_where(
+        edited["clinical.condition"], pc.equal(edited["clinical.condition"]["resource_id"], "value-set-case"),
+        code_system="http://example.org/local-codes",
+    )}  # fmt: skip
+    assert by_patient(clinical_features(other).labels)[patient][outcome] == 0

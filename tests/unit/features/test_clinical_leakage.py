@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mmhealth.clinical.schemas import LABEL_CODES
 from mmhealth.features.clinical import FeatureConfig, clinical_features
+from mmhealth.features.outcomes import PRIMARY_CODES
 from tests.unit.features.fhir_tables import (
     ldl_observation,
     with_label_records_dated,
@@ -26,7 +26,7 @@ UTC = dt.UTC
 INDEX = dt.datetime(2018, 1, 1, tzinfo=UTC)
 RULES = [FeatureConfig(), FeatureConfig(index_rule="first_encounter_plus", years_after_first_encounter=3)]
 RULE_IDS = ["fixed-2018", "first-encounter-plus-3y"]
-OUTCOMES = list(LABEL_CODES)
+OUTCOMES = list(PRIMARY_CODES)
 
 
 def null_labels(labels: pa.Table) -> int:
@@ -92,7 +92,7 @@ def test_label_codes_are_ignored_by_features_in_any_code_system_and_as_encounter
         "resource_id": "test-htn-other-system",
         "patient_id": patient,
         "code_system": "http://example.org/local-codes",
-        "code_code": LABEL_CODES["hypertension"],
+        "code_code": PRIMARY_CODES["hypertension"],
         "onset_at": dt.datetime(2016, 3, 1, tzinfo=UTC),
         "recorded_at": dt.datetime(2016, 3, 1, tzinfo=UTC),
     }
@@ -102,7 +102,7 @@ def test_label_codes_are_ignored_by_features_in_any_code_system_and_as_encounter
         "status": "finished",
         "class_code": "AMB",
         "reason_system": "http://snomed.info/sct",
-        "reason_code": LABEL_CODES["hypertension"],
+        "reason_code": PRIMARY_CODES["hypertension"],
         "period_start": dt.datetime(2016, 3, 1, 9, tzinfo=UTC),
     }
     edited = with_rows(with_rows(tables, "clinical.condition", condition), "clinical.encounter", encounter)
@@ -119,7 +119,7 @@ def test_a_patient_known_only_through_a_label_record_gets_no_row(tables: dict[st
         "resource_id": "test-orphan-stroke",
         "patient_id": "patient-known-only-by-a-label",
         "code_system": "http://snomed.info/sct",
-        "code_code": LABEL_CODES["stroke"],
+        "code_code": PRIMARY_CODES["stroke"],
         "onset_at": dt.datetime(2019, 1, 1, tzinfo=UTC),
     }
     # When features are computed
