@@ -72,8 +72,10 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         KeySchema=[{"AttributeName": "object_id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    from mmhealth.lakehouse.catalog import NAMESPACES
+
     glue = boto3.client("glue", endpoint_url=moto_endpoint)
-    for namespace in ("genomic", "clinical", "imaging", "features", "ops"):
+    for namespace in NAMESPACES:
         glue.create_database(DatabaseInput={"Name": f"{env['GLUE_DATABASE_PREFIX']}{namespace}"})
     return SimpleNamespace(
         endpoint=moto_endpoint, landing=landing, lake=env["LAKE_BUCKET"], ledger=env["LEDGER_TABLE"], s3=s3

@@ -17,9 +17,7 @@ import boto3
 import pyarrow.parquet as pq
 from pyiceberg.exceptions import NoSuchTableError
 
-from mmhealth.lakehouse.catalog import lakehouse_catalog
-
-NAMESPACES = ("genomic", "clinical", "imaging", "features", "ops")
+from mmhealth.lakehouse.catalog import NAMESPACES, lakehouse_catalog
 
 
 def state_timings(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:

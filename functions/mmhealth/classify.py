@@ -15,6 +15,9 @@ from pathlib import PurePosixPath
 from mmhealth.contracts import FileKind
 
 SNIFF_BYTES = 64 * 1024
+# A linkage file (mmhealth.identity.linkage): by name, or by its header line.
+LINKAGE_NAME = "linkage.csv"
+LINKAGE_HEADER = "kind,value,patient_id"
 GZIP_MAGIC = b"\x1f\x8b"
 
 _NAME_KINDS: tuple[tuple[tuple[str, ...], FileKind], ...] = (
@@ -44,12 +47,15 @@ def classify(key: str, head: bytes, size: int) -> Classification:
     if by_name is not None:
         return Classification(by_name)
     return Classification(
-        "unknown", "unrecognised-type: not VCF, FHIR JSON/NDJSON or DICOM by content or by file name"
+        "unknown",
+        "unrecognised-type: not VCF, FHIR JSON/NDJSON, DICOM or a linkage CSV by content or by file name",
     )
 
 
 def _kind_from_name(key: str) -> FileKind | None:
     name = PurePosixPath(key).name.lower()
+    if name == LINKAGE_NAME or name.endswith(f".{LINKAGE_NAME}"):
+        return "linkage"
     for suffixes, kind in _NAME_KINDS:
         if name.endswith(suffixes):
             if kind == "genomic" and name.startswith("clinvar"):
@@ -69,7 +75,14 @@ def _kind_from_content(key: str, head: bytes) -> FileKind | None:
         return _vcf_kind(key, stripped)
     if stripped.startswith("{") and _looks_like_fhir(stripped):
         return "clinical"
+    if _header_of(stripped) == LINKAGE_HEADER:
+        return "linkage"
     return None
+
+
+def _header_of(text: str) -> str:
+    """The first line, lower-cased, without spaces: how a CSV header is compared."""
+    return text.split("\n", 1)[0].strip().lower().replace(" ", "")
 
 
 def _decompressed_text(head: bytes) -> str | None:

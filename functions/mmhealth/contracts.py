@@ -25,12 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field
 Modality = Literal["genomic", "clinical", "imaging"]
 MODALITIES: tuple[Modality, ...] = ("genomic", "clinical", "imaging")
 
-# What the trigger decides a file is. "annotation" (a ClinVar-style VCF) travels with the genomic modality.
-FileKind = Literal["genomic", "annotation", "clinical", "imaging", "unknown"]
+# What the trigger decides a file is. "annotation" (a ClinVar-style VCF) travels with the genomic modality,
+# "linkage" (a CSV that links VCF samples, DICOM PatientIDs and identifiers to patients) with the clinical one.
+FileKind = Literal["genomic", "annotation", "clinical", "linkage", "imaging", "unknown"]
 KIND_TO_MODALITY: dict[str, Modality] = {
     "genomic": "genomic",
     "annotation": "genomic",
     "clinical": "clinical",
+    "linkage": "clinical",
     "imaging": "imaging",
 }
 

@@ -20,7 +20,13 @@ from mmhealth.features import genomic
 from mmhealth.features.clinical import READ_COLUMNS, FeatureConfig, clinical_features
 from mmhealth.features.imaging import imaging_features
 from mmhealth.features.outcomes import OUTCOMES
-from mmhealth.lakehouse.catalog import lakehouse_catalog, read_table, replace_all, replace_rows
+from mmhealth.identity.resolve import (
+    Identity,
+    clinical_per_person,
+    one_sample_per_person,
+    resolve,
+)
+from mmhealth.lakehouse.catalog import lakehouse_catalog, read_table, replace_all, replace_rows, snapshot_id
 from mmhealth.observability import MetricUnit, logger, metrics
 
 
@@ -51,26 +57,27 @@ def rebuild_features(
         for name, columns in READ_COLUMNS.items()
         if (t := read_table(name, catalog, columns)) is not None
     }
-    feature_set = clinical_features(tables, config or FeatureConfig())
+    radiomics = read_table("features.radiomics", catalog)
+    identity = resolve_identity(tables, radiomics, catalog)
+    feature_set = clinical_features(clinical_per_person(tables, identity), config or FeatureConfig())
     imaging = imaging_features(
-        read_table("features.radiomics", catalog), feature_set.labels.select(["patient_id", "index_date"])
+        radiomics_per_person(radiomics, identity), feature_set.labels.select(["patient_id", "index_date"])
     )
     commits = [
+        replace_rows("identity.links", identity.links, run_id, replace_all, catalog),
         replace_rows("features.clinical", feature_set.features, run_id, replace_all, catalog),
         replace_rows("features.labels", feature_set.labels, run_id, replace_all, catalog),
     ]
-    if imaging.num_rows:
-        commits.append(replace_rows("features.imaging", imaging, run_id, replace_all, catalog))
-    genome = genomic_from_lakehouse(catalog)
-    if genome.num_rows:
-        commits.append(replace_rows("features.genomic", genome, run_id, replace_all, catalog))
+    genome = genomic_from_lakehouse(catalog, identity)
+    for name, rows in (("features.imaging", imaging), ("features.genomic", genome)):
+        # Replaced even when empty (no linked patient any more): stale rows would pass for data.
+        if rows.num_rows or snapshot_id(name, catalog) is not None:
+            commits.append(replace_rows(name, rows, run_id, replace_all, catalog))
     prevalence = label_prevalence(feature_set.labels)
-    unlinked = unlinked_patients(tables)
-    if unlinked:
-        # Kept, not dropped: a Patient resource may arrive in a later delivery (DESIGN: kept and reported).
-        logger.warning(
-            "records reference patients without a Patient resource", extra={"patients": len(unlinked)}
-        )
+    unlinked = {kind: identity.unlinked(kind) for kind in SOURCE_KINDS}
+    if any(unlinked.values()):
+        # Kept, not dropped: what would link them may arrive in a later delivery (DESIGN: kept and reported).
+        logger.warning("unlinked patient references", extra={k: len(v) for k, v in unlinked.items()})
     metrics.add_metric(name="FeaturePatients", unit=MetricUnit.Count, value=feature_set.features.num_rows)
     logger.info(
         "features rebuilt",
@@ -86,32 +93,72 @@ def rebuild_features(
         "genomic_patients": genome.num_rows,
         "feature_columns": feature_set.features.num_columns - 2,  # patient_id, index_date
         "prevalence": prevalence,
-        "unlinked_patients": len(unlinked),
+        "unlinked_patients": len(unlinked["patient_id"]) + len(unlinked["identifier"]),
+        "unlinked": {kind: {"count": len(v), "first": v[:UNLINKED_LISTED]} for kind, v in unlinked.items()},
         "commits": [c.model_dump() for c in commits],
     }
 
 
-def genomic_from_lakehouse(catalog: Catalog) -> pa.Table:
-    """features.genomic from the genomic tables (no rows when there are none): PASS calls only, the
-    columns the features read."""
-    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
-    passed = EqualTo("filter", "PASS")  # type: ignore[call-arg, arg-type]
-    return genomic.genomic_features(
-        read_table("genomic.variants", catalog, genomic.READ_COLUMNS["genomic.variants"], passed),
-        read_table("genomic.clinvar", catalog, genomic.READ_COLUMNS["genomic.clinvar"]),
-        read_table("genomic.samples", catalog, genomic.READ_COLUMNS["genomic.samples"]),
+SOURCE_KINDS = ("patient_id", "identifier", "vcf_sample", "dicom_patient_id")
+UNLINKED_LISTED = 20  # per kind in the run summary; identity.links lists them all
+
+
+def resolve_identity(tables: dict[str, pa.Table], radiomics: pa.Table | None, catalog: Catalog) -> Identity:
+    """identity.resolve on what the lake holds: Patients, the clinical references, linkage rows, VCF samples
+    and the DICOM PatientIDs of the series with radiomics."""
+    patients = read_table("clinical.patient", catalog, ["resource_id", "identifiers"])
+    if patients is None:
+        patients = pa.table(
+            {"resource_id": pa.array([], pa.string()), "identifiers": pa.array([], pa.string())}
+        )
+    references: set[str] = set()
+    for name, table in tables.items():
+        if name != "clinical.patient":
+            references.update(pc.unique(table["patient_id"].drop_null()).to_pylist())
+    samples = read_table("genomic.samples", catalog, ["sample_id"])
+    return resolve(
+        patients,
+        references,
+        read_table("identity.linkage", catalog, ["kind", "value", "patient_id"]),
+        pc.unique(samples["sample_id"]).to_pylist() if samples is not None else (),
+        pc.unique(radiomics["patient_id"]).to_pylist() if radiomics is not None else (),
     )
 
 
-def unlinked_patients(tables: dict[str, pa.Table]) -> set[str]:
-    """Patient ids that clinical records reference but no Patient resource defines."""
-    patients = tables.get("clinical.patient")
-    known = set(patients["patient_id"].to_pylist()) if patients is not None else set()
-    referenced: set[str] = set()
+def radiomics_per_person(radiomics: pa.Table | None, identity: Identity) -> pa.Table | None:
+    """features.radiomics rows whose DICOM PatientID is linked, with patient_id the person id."""
+    if radiomics is None:
+        return None
+    persons = [identity.person_of("dicom_patient_id", p) for p in radiomics["patient_id"].to_pylist()]
+    mapped = radiomics.set_column(
+        radiomics.column_names.index("patient_id"), "patient_id", pa.array(persons, type=pa.string())
+    )
+    return mapped.filter(pc.is_valid(mapped["patient_id"]))
+
+
+def genomic_from_lakehouse(catalog: Catalog, identity: Identity) -> pa.Table:
+    """features.genomic from the genomic tables (no rows when there are none): PASS calls only, the
+    columns the features read; one linked sample per person, under the person id."""
+    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
+    passed = EqualTo("filter", "PASS")  # type: ignore[call-arg, arg-type]
+    tables = {
+        "variants": read_table("genomic.variants", catalog, genomic.READ_COLUMNS["genomic.variants"], passed),
+        "samples": read_table("genomic.samples", catalog, genomic.READ_COLUMNS["genomic.samples"]),
+    }
+    samples = tables["samples"]
+    chosen = one_sample_per_person(
+        identity, "vcf_sample", samples["sample_id"].to_pylist() if samples else []
+    )
     for name, table in tables.items():
-        if name != "clinical.patient" and "patient_id" in table.column_names:
-            referenced.update(pc.unique(table["patient_id"].drop_null()).to_pylist())
-    return referenced - known
+        if table is None:
+            continue
+        mine = table.filter(pc.is_in(table["sample_id"], pa.array(sorted(chosen), pa.string())))
+        persons = pa.array([chosen[s] for s in mine["sample_id"].to_pylist()], type=pa.string())
+        tables[name] = mine.set_column(mine.column_names.index("sample_id"), "sample_id", persons)
+    return genomic.genomic_features(
+        tables["variants"], read_table("genomic.clinvar", catalog, genomic.READ_COLUMNS["genomic.clinvar"]),
+        tables["samples"],
+    )  # fmt: skip
 
 
 def label_prevalence(labels: pa.Table) -> dict[str, dict[str, float | int]]:

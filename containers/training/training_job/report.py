@@ -199,9 +199,33 @@ def _cohort(dataset: Dataset) -> str:
         "cohort",
         "Cohort",
         f"<p>{len(dataset.frame)} patients in the dataset snapshot. A patient without a modality keeps a row "
-        "with empty values for it and stays in every modality set.</p>"
-        + _table(["Modality", "Patients (manifest)", "Patients with values", "Feature columns"], rows),
+        "with empty values for it and stays in every modality set; a modality no patient has is not trained."
+        "</p>"
+        + _table(["Modality", "Patients (manifest)", "Patients with values", "Feature columns"], rows)
+        + _linkage(dataset.manifest.get("linkage") or {}),
     )
+
+
+LINKAGE_SOURCES = {
+    "patient_id": "Patient ids referenced by records",
+    "identifier": "Patient identifiers referenced by records",
+    "vcf_sample": "VCF samples",
+    "dicom_patient_id": "DICOM PatientIDs",
+}
+
+
+def _linkage(linkage: dict[str, Any]) -> str:
+    """Who each source reference was linked to: counts, and the first unlinked ones (identifiers only)."""
+    if not linkage:
+        return ""
+    rows = []
+    for kind, label in LINKAGE_SOURCES.items():
+        entry = linkage.get(kind) or {}
+        first = ", ".join(escape(str(v)) for v in entry.get("first_unlinked", [])[:10])
+        rows.append(
+            [escape(label), _num(entry.get("linked", 0)), _num(entry.get("unlinked", 0)), first or "-"]
+        )
+    return "<h3>Linkage to persons</h3>" + _table(["Source", "Linked", "Unlinked", "First unlinked"], rows)
 
 
 def _prevalence(document: dict[str, Any], dataset: Dataset) -> str:

@@ -20,11 +20,22 @@ from mmhealth.clinical import fhir, healthlake
 from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, S3Object
 from mmhealth.errors import InvalidInputError, PipelineError
-from mmhealth.lakehouse.schemas import delivered_at_micros
+from mmhealth.identity import linkage
+from mmhealth.lakehouse.schemas import Lineage, delivered_at_micros
 from mmhealth.lakehouse.versions import OwnedByKey
 from mmhealth.modality import Converted, LineProblem, OwnedBy
 from mmhealth.observability import job_failed, logger
 from mmhealth.settings import settings
+
+
+def convert_clinical(file: ManifestFile, path: Path, run_id: str) -> Converted:
+    """A FHIR file (convert_fhir) or a linkage file that travels with the clinical data."""
+    if file.kind == "linkage":
+        lineage = Lineage(
+            file.object.key, file.object.object_id, run_id, delivered_at_micros(file.object.delivered_at)
+        )
+        return linkage.read_linkage(path, lineage)
+    return convert_fhir(file, path, run_id)
 
 
 def convert_fhir(file: ManifestFile, path: Path, run_id: str) -> Converted:
@@ -55,7 +66,10 @@ def convert_fhir(file: ManifestFile, path: Path, run_id: str) -> Converted:
 
 # One row (set) per resource id, whichever files and runs it came in: the version rule keeps the newest.
 resources_of = OwnedByKey("resource_id")
-OWNERS: dict[str, OwnedBy] = dict.fromkeys(CLINICAL_TABLES, resources_of)
+OWNERS: dict[str, OwnedBy] = {
+    **dict.fromkeys(CLINICAL_TABLES, resources_of),
+    linkage.TABLE: OwnedByKey("source"),  # one row per linked source, the newest
+}
 
 
 def healthlake_prefix(ref: ChunkRef) -> str:
@@ -139,6 +153,8 @@ def _valid_resources(
     """The accepted resources of every staged file, read again one file at a time; origins are appended."""
     with tempfile.TemporaryDirectory(prefix="mmpipe-") as tmp:
         for index, file in enumerate(staged):
+            if file.kind != "clinical":  # a linkage file has no resources
+                continue
             local = Path(tmp) / PurePosixPath(file.object.key).name
             storage.download_object(file.object, local)
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from mmhealth.clinical.values import (
     JOIN,
@@ -50,21 +51,57 @@ class MissingReference(ValueError):
 
 
 def patient_of(resource: JsonObject, key: str, path: str, refs: References) -> str:
-    """The bare Patient id of resource[key] (subject or patient). Raises MissingReference."""
+    """The Patient that resource[key] (subject or patient) names: its bare id, or, for a reference by
+    identifier only or a conditional reference `Patient?identifier=system|value`, the identifier as
+    `identifier:system|value` (identity resolution maps it to a person). Raises MissingReference."""
     value = obj(resource, key, path)
     if value is None:
         raise MissingReference(f"{path}.{key} is absent: the resource belongs to no patient")
+    where = f"{path}.{key}"
     target = refs.target(resource, key, path)
     if target is None:
+        literal = text(value, "reference", where)
+        token = identifier_token(obj(value, "identifier", where), where) if literal is None else None
+        token = token or (conditional_token(literal) if literal is not None else None)
+        if token is not None:
+            return token
         form = (
-            "a reference that names no resource of the delivery (contained, conditional or not Type/id)"
-            if "reference" in value
-            else "no literal reference (only an identifier or a display)"
+            "a reference that names no resource of the delivery (contained, or a conditional reference other "
+            "than Patient?identifier=system|value)"
+            if literal is not None
+            else "no literal reference, and no identifier with both system and value"
         )
-        raise MissingReference(f"{path}.{key} has {form}: no Patient id to file the resource under")
+        raise MissingReference(f"{where} has {form}: no Patient to file the resource under")
     if target[0] not in (None, "Patient"):
-        raise MissingReference(f"{path}.{key} refers to a {target[0]}, not a Patient")
+        raise MissingReference(f"{where} refers to a {target[0]}, not a Patient")
     return target[1]
+
+
+IDENTIFIER_PREFIX = "identifier:"  # a FHIR id never holds ':', so the two forms cannot collide
+
+
+def identifier_token(identifier: JsonObject | None, path: str) -> str | None:
+    """`identifier:system|value` for an Identifier with both, else None."""
+    if identifier is None:
+        return None
+    system, value = (
+        text(identifier, "system", f"{path}.identifier"),
+        text(identifier, "value", f"{path}.identifier"),
+    )
+    return f"{IDENTIFIER_PREFIX}{system}|{value}" if system and value else None
+
+
+def conditional_token(reference: str) -> str | None:
+    """`identifier:system|value` for a conditional reference `Patient?identifier=system|value`, else None
+    (other search parameters cannot be resolved without a FHIR server)."""
+    if not reference.startswith("Patient?"):
+        return None
+    query = parse_qs(reference[len("Patient?") :], keep_blank_values=True)
+    values = query.get("identifier", [])
+    if len(query) != 1 or len(values) != 1 or "|" not in values[0]:
+        return None
+    system, value = values[0].split("|", 1)
+    return f"{IDENTIFIER_PREFIX}{system}|{value}" if system and value else None
 
 
 def last_updated(resource: JsonObject, path: str) -> int | None:

@@ -4,4 +4,4 @@ start a HealthLake import of the valid resources when enabled."""
 from mmhealth.clinical import importer
 from mmhealth.handlers.modality_handlers import import_handler
 
-lambda_handler = import_handler(importer.convert_fhir, importer.start_backend_import)
+lambda_handler = import_handler(importer.convert_clinical, importer.start_backend_import)

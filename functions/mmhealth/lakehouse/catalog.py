@@ -44,6 +44,8 @@ SCHEMAS = {
     **IMAGING_TABLES,
     **FEATURE_TABLES,
 }  # every table the pipeline writes, by "<namespace>.<table>"
+# The Glue databases (template.yaml has one per namespace): "<namespace>" of every "<namespace>.<table>".
+NAMESPACES: tuple[str, ...] = tuple(sorted({name.split(".", 1)[0] for name in SCHEMAS}))
 COMMIT_ATTEMPTS = 10  # many runs commit to the same tables at once when a large delivery arrives
 # Tables partitioned by the identity of a column, so that an overwrite of a few of its values (a run's DICOM
 # series) only reads and conflicts with those partitions. Without it, an overwrite whose filter names random

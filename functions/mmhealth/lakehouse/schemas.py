@@ -137,6 +137,37 @@ OPS_SUPERSEDED = pa.schema(
     ]
 )
 
+# identity.linkage: the rows of delivered linkage files (mmhealth.identity.linkage), one per source
+# ("<kind>:<value>"), kept by the version rule: a later file's row for the same source replaces an earlier one.
+IDENTITY_LINKAGE = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),  # "<kind>:<value>", the row's owner key
+        pa.field(
+            "kind", pa.string(), nullable=False
+        ),  # vcf_sample | dicom_patient_id | identifier | patient_id
+        pa.field(
+            "value", pa.string(), nullable=False
+        ),  # the sample id, the PatientID, system|value, a Patient.id
+        pa.field("patient_id", pa.string(), nullable=False),  # the Patient.id of the person it belongs to
+        pa.field("source_position", pa.int64(), nullable=False),  # 0-based data line of the CSV
+        *VERSIONED_LINEAGE,
+    ]
+)
+
+# identity.links: every source patient reference of the lake and the person it resolves to (or why none),
+# rebuilt whole by each features step (mmhealth.identity.resolve).
+IDENTITY_LINKS = pa.schema(
+    [
+        pa.field(
+            "source_kind", pa.string(), nullable=False
+        ),  # patient_id | identifier | vcf_sample | dicom_...
+        pa.field("source_value", pa.string(), nullable=False),
+        pa.field("person_id", pa.string()),  # the person's canonical Patient.id; null when unlinked
+        pa.field("rule", pa.string(), nullable=False),  # what linked it, or "unlinked"
+        pa.field("detail", pa.string()),  # for an unlinked source: why
+    ]
+)
+
 # features.radiomics: one row per series x segmented region (the radiomics job's output).
 FEATURES_RADIOMICS = pa.schema(
     [
@@ -181,6 +212,8 @@ TABLES: dict[str, pa.Schema] = {
     "genomic.samples": GENOMIC_SAMPLES,
     "ops.quarantine": OPS_QUARANTINE,
     "ops.superseded": OPS_SUPERSEDED,
+    "identity.linkage": IDENTITY_LINKAGE,
+    "identity.links": IDENTITY_LINKS,
     "features.radiomics": FEATURES_RADIOMICS,
     "features.metrics": FEATURES_METRICS,
 }

@@ -35,6 +35,7 @@ from mmhealth import storage
 from mmhealth.features.genomic import is_pathogenic
 from mmhealth.features.outcomes import OUTCOMES as OUTCOME_DEFINITIONS
 from mmhealth.featurize import label_prevalence
+from mmhealth.identity.resolve import Identity, from_links, person_of_reference
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -71,7 +72,8 @@ def join_features(
     table = labels.select(["patient_id", *[o for o in OUTCOMES if o in labels.column_names]])
     columns: dict[str, list[str]] = {}
     for modality, rows in features.items():
-        if rows is None or rows.num_rows == 0:
+        if rows is None or not pc.sum(pc.is_in(table["patient_id"], rows["patient_id"])).as_py():
+            # No labelled patient has this modality: it is absent, not a column of nulls.
             columns[modality] = []
             continue
         keep = [c for c in rows.column_names if c not in NOT_FEATURES]
@@ -125,14 +127,17 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
     storage.client("s3").put_object(
         Bucket=lake, Key=f"{prefix(dataset_id)}dataset.parquet", Body=buffer.getvalue()
     )
+    identity = from_links(read_table("identity.links"))
     manifest = {
         **snapshot.model_dump(),
         "outcomes": [o for o in OUTCOMES if o in table.column_names],
         "modalities": columns,
+        "linkage": identity.summary(),
+        "value_sets": {name: o.documentation for name, o in OUTCOME_DEFINITIONS.items()},
     }
     storage.write_json(lake, f"{prefix(dataset_id)}manifest.json", manifest)
     storage.write_json(
-        lake, f"{prefix(dataset_id)}patients.json", patient_views(table["patient_id"].to_pylist())
+        lake, f"{prefix(dataset_id)}patients.json", patient_views(table["patient_id"].to_pylist(), identity)
     )
     storage.write_json(lake, LATEST, {"dataset_id": dataset_id, "run_id": run_id, "created_at": created})
     logger.info(
@@ -145,8 +150,9 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
 # ------------------------------------------------------------------------------------------ patient views
 
 
-def patient_views(patient_ids: list[str]) -> list[dict[str, Any]]:
-    """The report's patient view: per patient, timeline events, variants of note and region volumes."""
+def patient_views(patient_ids: list[str], identity: Identity) -> list[dict[str, Any]]:
+    """The report's patient view: per person, timeline events (from every Patient and identifier linked to
+    them), variants of note (their linked VCF sample) and region volumes."""
     views: dict[str, dict[str, Any]] = {
         p: {"patient_id": p, "timeline": [], "variants": [], "radiomics": {}} for p in patient_ids
     }
@@ -159,7 +165,8 @@ def patient_views(patient_ids: list[str]) -> list[dict[str, Any]]:
             table, columns=["patient_id", date_column, f"{code_prefix}_code", f"{code_prefix}_display"]
         )
         for row in rows.to_pylist() if rows is not None else []:
-            view = views.get(row["patient_id"])
+            person = person_of_reference(identity, row["patient_id"]) if row["patient_id"] else None
+            view = views.get(person or row["patient_id"])
             if view is None or row[date_column] is None:
                 continue
             view["timeline"].append(
@@ -173,7 +180,7 @@ def patient_views(patient_ids: list[str]) -> list[dict[str, Any]]:
     for view in views.values():
         view["timeline"] = sorted(view["timeline"], key=lambda e: e["date"])[-TIMELINE_EVENTS_PER_PATIENT:]
     for variant in _variants_of_note():
-        view = views.get(variant.pop("patient_id"))
+        view = views.get(identity.person_of("vcf_sample", variant.pop("patient_id")) or "")
         if view is not None:
             view["variants"].append(variant)
     imaging = read_table("features.imaging")

@@ -21,6 +21,7 @@ from botocore.stub import Stubber
 from cfnlint.decode import decode
 
 from mmhealth import storage
+from mmhealth.lakehouse.catalog import NAMESPACES
 from tests.conftest import REPO, stand_in_state_machine
 
 EVENTS = REPO / "events"
@@ -69,7 +70,7 @@ def dev_account(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Simple
         local = DATA / key.split("/", 2)[2]
         aws.s3.put_object(Bucket=landing, Key=key, Body=local.read_bytes())
     glue = boto3.client("glue", endpoint_url=aws.endpoint)
-    for namespace in ("genomic", "clinical", "imaging", "features", "ops"):
+    for namespace in NAMESPACES:
         glue.create_database(DatabaseInput={"Name": f"mmpipe_dev_{namespace}"})
     monkeypatch.setenv("LAKE_BUCKET", lake)
     monkeypatch.setenv("GLUE_DATABASE_PREFIX", "mmpipe_dev_")

@@ -81,3 +81,21 @@ def test_concurrent_runs_both_commit_without_losing_rows(aws: SimpleNamespace) -
     # Then every run's rows are there exactly once
     assert [c.rows_added for c in commits] == [10, 11, 12, 13]
     assert read_table("genomic.variants").num_rows == 46
+
+
+def test_every_lakehouse_namespace_has_a_glue_database_the_commit_policy_grants() -> None:
+    from cfnlint.decode import decode
+
+    from mmhealth.lakehouse.catalog import NAMESPACES
+    from tests.conftest import REPO
+
+    template, _ = decode(str(REPO / "template.yaml"))
+    resources = template["Resources"]
+    databases = {
+        name: r["Properties"]["DatabaseInput"]["Name"]["Fn::Sub"][0].removeprefix("${Prefix}")
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Glue::Database"
+    }
+    assert sorted(databases.values()) == sorted(NAMESPACES)
+    granted = str(resources["LakehouseCommitPolicy"]["Properties"]["PolicyDocument"])
+    assert all(f"database/${{{logical}}}" in granted for logical in databases)
