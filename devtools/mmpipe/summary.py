@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmhealth.featurize import label_prevalence
+from mmpipe.status import linkage_line
 
 
 def print_summary(out_dir: Path) -> int:
@@ -58,15 +61,9 @@ def print_summary(out_dir: Path) -> int:
             )
     _print_imaging(out_dir)
     _print_metrics(out_dir)
-    unlinked = max(
-        (
-            ((e.get("summary") or {}).get("features") or {}).get("unlinked_patients", 0)
-            for e in run["executions"]
-        ),
-        default=0,
-    )
-    if unlinked:
-        print(f"unlinked: {unlinked} patient id(s) referenced by clinical records without a Patient resource")
+    links_path = out_dir / "tables" / "identity.links.parquet"
+    if links_path.exists():
+        print(f"linkage: {linkage_line(unlinked_by_kind(pq.read_table(links_path)))}")
     quarantine = out_dir / "quarantine.jsonl"
     records = (
         [json.loads(line) for line in quarantine.read_text().splitlines()] if quarantine.exists() else []
@@ -75,6 +72,15 @@ def print_summary(out_dir: Path) -> int:
     for (modality, reason), count in sorted(Counter((r["modality"], r["reason"]) for r in records).items()):
         print(f"  {modality:<10} {reason:<28} {count}")
     return 0 if run["status"] == "SUCCEEDED" else 1
+
+
+def unlinked_by_kind(links: pa.Table) -> dict[str, dict[str, Any]]:
+    """identity.links -> per source kind, the unlinked count and values (status.linkage_line's input)."""
+    found: dict[str, list[str]] = {}
+    for row in links.to_pylist():
+        if row["person_id"] is None:
+            found.setdefault(row["source_kind"], []).append(row["source_value"])
+    return {kind: {"count": len(values), "first": sorted(values)} for kind, values in found.items()}
 
 
 def _print_imaging(out_dir: Path) -> None:
