@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.features.clinical import FeatureConfig, clinical_features
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from mmpipe.synth import generate_cohort
 from tests.unit.features.fhir_tables import clinical_tables
 from tests.unit.features.sql_reference import reference_features, reference_labels

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pysam
 
 from mmhealth.genomic import vcf
+from mmhealth.genomic.vcf import layout
 from mmhealth.lakehouse.schemas import GENOMIC_VARIANTS
 
 LINEAGE = {"source_key": "bench", "object_id": "bench", "run_id": "bench"}
@@ -99,12 +100,12 @@ def read_with_cyvcf2(path: Path) -> pa.Table:
 
 
 def first_pass_only(path: Path) -> int:
-    return vcf._scan_layout(path).records
+    return layout.scan_layout(path).records
 
 
 def bgzf_eof_check_only(path: Path) -> int:
     with path.open("rb") as raw:
-        vcf._require_bgzf_eof(raw)
+        layout.require_bgzf_eof(raw)
     return 0
 
 

@@ -24,13 +24,13 @@ from mmhealth.contracts import (
     ManifestFile,
     RadiomicsRun,
     RunConfig,
-    RunPaths,
     S3Object,
     TableCommit,
     TrainingRun,
 )
 from mmhealth.imaging.radiomics import job_name
 from mmhealth.ingest import run_id_for
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.training import job as training
 from mmpipe.lambda_events import s3_notification, sqs_event
 

@@ -4,14 +4,7 @@ Everything that crosses a Lambda or state boundary is one of these models. The s
 small references (chunk keys, counts); file lists live in S3 next to the run manifest, so the execution
 payload stays far below the 256 KiB Step Functions limit whatever the size of a delivery.
 
-S3 layout of the lake bucket (all keys below are built by `RunPaths`):
-    runs/<run_id>/manifest.json                 the run manifest (trigger)
-    runs/<run_id>/chunks/<modality>-<n>.json    one chunk of files (trigger)
-    runs/<run_id>/quarantine/<stage>-<object_id>-<n>.json   one quarantine record each
-    runs/<run_id>/superseded/<object_id>.json   a delivered version overwritten before it was read
-    runs/<run_id>/summary.json                  counts for on-call and the CLI (finalize)
-    staging/<run_id>/<modality>/<table>/part-<chunk_id>.parquet    import output, committed by catalog
-    warehouse/...                               Iceberg tables (pyiceberg + Glue)
+The S3 layout of the lake bucket (every key) is mmhealth.lakehouse.layout.
 """
 
 from __future__ import annotations
@@ -247,42 +240,3 @@ class QuarantineRecord(_Model):
     detail: str
     line: int | None = None
     recorded_at: str = Field(default_factory=utc_now)
-
-
-class RunPaths:
-    """Keys in the lake bucket for one run (see the module docstring)."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    @property
-    def manifest(self) -> str:
-        return f"runs/{self.run_id}/manifest.json"
-
-    @property
-    def summary(self) -> str:
-        return f"runs/{self.run_id}/summary.json"
-
-    def chunk(self, modality: Modality, index: int) -> str:
-        return f"runs/{self.run_id}/chunks/{modality}-{index:04d}.json"
-
-    @property
-    def quarantine_prefix(self) -> str:
-        return f"runs/{self.run_id}/quarantine/"
-
-    def quarantine(self, stage: Stage, object_id: str, n: int = 0) -> str:
-        return f"{self.quarantine_prefix}{stage}-{object_id}-{n:04d}.json"
-
-    @property
-    def superseded_prefix(self) -> str:
-        return f"runs/{self.run_id}/superseded/"
-
-    def superseded(self, object_id: str) -> str:
-        return f"{self.superseded_prefix}{object_id}.json"
-
-    def staging_prefix(self, modality: Modality, table: str = "") -> str:
-        base = f"staging/{self.run_id}/{modality}/"
-        return f"{base}{table}/" if table else base
-
-    def staged_part(self, modality: Modality, table: str, chunk_id: str) -> str:
-        return f"{self.staging_prefix(modality, table)}part-{chunk_id}.parquet"

@@ -24,13 +24,10 @@ from botocore.exceptions import ClientError
 from mmhealth import storage
 from mmhealth.contracts import utc_now
 from mmhealth.errors import PipelineError
+from mmhealth.lakehouse.layout import gate_key
 from mmhealth.settings import settings
 
 Step = Literal["features", "training"]
-
-
-def gate_key(run_id: str, step: Step) -> str:
-    return f"runs/{run_id}/{step}-gate.json"
 
 
 def runs_still_before(run_id: str, step: Step) -> list[str]:

@@ -27,11 +27,11 @@ from mmhealth.contracts import (
     ChunkRef,
     ManifestFile,
     RunManifest,
-    RunPaths,
     S3Object,
     utc_now,
 )
 from mmhealth.errors import PipelineError
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.observability import MetricUnit, logger, metrics
 from mmhealth.settings import Settings
 

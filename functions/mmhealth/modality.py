@@ -26,12 +26,12 @@ from mmhealth.contracts import (
     Modality,
     RunConfig,
     RunManifest,
-    RunPaths,
     S3Object,
     TableCommit,
 )
 from mmhealth.errors import InvalidInputError, SupersededObject
 from mmhealth.lakehouse.catalog import replace_rows
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.observability import MetricUnit, logger, metrics, timed, tracer
 from mmhealth.settings import settings
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mmhealth import storage
-from mmhealth.contracts import QuarantineRecord, RunPaths, S3Object, Stage
+from mmhealth.contracts import QuarantineRecord, S3Object, Stage
 from mmhealth.errors import InvalidInputError
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.lakehouse.schemas import OPS_QUARANTINE
 from mmhealth.observability import MetricUnit, logger, metrics
 

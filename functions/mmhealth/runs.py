@@ -11,9 +11,10 @@ from pydantic import ValidationError
 from pyiceberg.expressions import BooleanExpression, EqualTo
 
 from mmhealth import quarantine, storage, superseded
-from mmhealth.contracts import MODALITIES, RunConfig, RunManifest, RunPaths, utc_now
+from mmhealth.contracts import MODALITIES, RunConfig, RunManifest, utc_now
 from mmhealth.errors import ManifestError
 from mmhealth.lakehouse.catalog import record_superseded, replace_rows
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.settings import Settings
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mmhealth import storage
-from mmhealth.contracts import RunPaths, S3Object, utc_now
+from mmhealth.contracts import S3Object, utc_now
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.lakehouse.schemas import OPS_SUPERSEDED
 
 LANDING = "landing"

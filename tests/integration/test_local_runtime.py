@@ -19,8 +19,9 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from mmhealth.contracts import ChunkRef, ChunkStatus, RunConfig, RunPaths
+from mmhealth.contracts import ChunkRef, ChunkStatus, RunConfig
 from mmhealth.errors import InvalidInputError, TransientError
+from mmhealth.lakehouse.layout import RunPaths
 from mmpipe.local import LambdaContext, LocalRuntime
 from mmpipe.local.event_sources import SqsEventSource
 

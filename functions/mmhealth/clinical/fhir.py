@@ -1,4 +1,4 @@
-"""FHIR R4 files -> the flattened `clinical.*` Arrow tables (schemas.py). Pure, no S3.
+"""FHIR R4 files -> the flattened `clinical.*` Arrow tables (lakehouse/clinical_tables.py). Pure, no S3.
 
 Input, detected by content (never by name): NDJSON, one resource per line (mixed types or one type per
 file, as AWS HealthLake imports and bulk-data exports write it), or one JSON document - a Bundle of any
@@ -67,10 +67,10 @@ import pyarrow as pa
 
 from mmhealth.clinical import r4
 from mmhealth.clinical.rows import OTHER_TABLE, TABLE_OF, MissingReference, Row, last_updated, other_resource
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.clinical.values import JsonObject, References, ShapeError, Target, json_kind
 from mmhealth.compression import gzip_damage_is_invalid_input
 from mmhealth.errors import InvalidInputError
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from mmhealth.lakehouse.schemas import VERSIONED_LINEAGE, Lineage
 
 __all__ = ["MAX_BUNDLE_BYTES", "MAX_RESOURCE_BYTES", "FlattenResult", "LineProblem", "flatten_fhir"]

@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict
 
 from mmhealth import polling, quarantine, storage
 from mmhealth.clinical import fhir, healthlake
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, S3Object
 from mmhealth.errors import InvalidInputError, PipelineError
 from mmhealth.identity import linkage
+from mmhealth.lakehouse import layout
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from mmhealth.lakehouse.schemas import Lineage, delivered_at_micros
 from mmhealth.lakehouse.versions import OwnedByKey
 from mmhealth.modality import Converted, LineProblem, OwnedBy
@@ -74,7 +75,7 @@ OWNERS: dict[str, OwnedBy] = {
 
 def healthlake_prefix(ref: ChunkRef) -> str:
     """Where a chunk's HealthLake input NDJSON, its origins and the job's output live in the lake bucket."""
-    return f"healthlake/{ref.run_id}/{ref.chunk_id}/"
+    return layout.healthlake_prefix(ref.run_id, ref.chunk_id)
 
 
 class StagedOrigins(BaseModel):

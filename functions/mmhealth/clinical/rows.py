@@ -1,4 +1,4 @@
-"""One FHIR R4 resource (a plain dict) -> rows of its `clinical.<table>` (schemas.py), lineage excluded.
+"""One FHIR R4 resource (a plain dict) -> rows of its `clinical.<table>` (lakehouse/clinical_tables.py).
 
 A row is a tuple in the schema's column order; timestamps are microseconds since the epoch (UTC) and
 dates are days since the epoch, which Arrow takes as they are. Row builders read only the elements their

@@ -74,7 +74,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.features.outcomes import (
     ALL_SNOMED,
     OUTCOMES,
@@ -83,6 +82,7 @@ from mmhealth.features.outcomes import (
     defines,
     system_is,
 )
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 
 EPOCH = dt.date(1970, 1, 1)
 DAYS_PER_YEAR = 365.25

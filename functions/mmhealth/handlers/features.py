@@ -11,11 +11,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mmhealth import delivery, featurize, storage
+from mmhealth.lakehouse import layout
 from mmhealth.observability import logger, metrics, tracer
 from mmhealth.settings import settings
 from mmhealth.training import dataset
 
-PENDING = "features/pending/"
+PENDING = layout.FEATURES_PENDING
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

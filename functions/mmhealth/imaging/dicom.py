@@ -1,4 +1,4 @@
-"""DICOM files -> one `imaging.instances` row each (schemas.py). Pure, no S3, never reads pixel bytes.
+"""DICOM files -> one `imaging.instances` row each (lakehouse/imaging_tables.py). Pure, no S3, never reads pixel bytes.
 
 `read_instance` indexes one DICOM Part 10 file, the header only, and returns exactly one row or raises
 `InvalidInputError`. The checks run in this order and the first that fails gives the reason:
@@ -99,7 +99,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from mmhealth.errors import InvalidInputError
-from mmhealth.imaging.schemas import IMAGING_INSTANCES
+from mmhealth.lakehouse.imaging_tables import IMAGING_INSTANCES
 
 __all__ = [
     "ORIENTATION_TOLERANCE",

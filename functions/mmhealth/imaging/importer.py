@@ -39,14 +39,15 @@ from mmhealth.contracts import (
     ChunkStatus,
     ManifestFile,
     RunConfig,
-    RunPaths,
     S3Object,
     TableCommit,
 )
 from mmhealth.errors import PipelineError, TransientError
 from mmhealth.imaging import dicom, healthimaging, series
-from mmhealth.imaging.schemas import IMAGING_INSTANCES
+from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import read_table, replace_rows, snapshot_id
+from mmhealth.lakehouse.imaging_tables import IMAGING_INSTANCES
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.modality import Converted, FileGroupProblem, OwnedBy
 from mmhealth.observability import MetricUnit, job_failed, logger, metrics, timed
 from mmhealth.settings import settings
@@ -147,7 +148,7 @@ def catalog_imaging(run_id: str, quarantined: int, config: RunConfig) -> Catalog
     )
 
 
-PENDING_PREFIX = "imaging/pending/"
+PENDING_PREFIX = layout.IMAGING_PENDING
 
 
 class PendingSeries(BaseModel):
@@ -223,7 +224,7 @@ def _empty_instances() -> pa.Table:
 
 
 def healthimaging_prefix(ref: ChunkRef) -> str:
-    return f"healthimaging/{ref.run_id}/{ref.chunk_id}/"
+    return layout.healthimaging_prefix(ref.run_id, ref.chunk_id)
 
 
 def start_backend_import(
@@ -350,7 +351,7 @@ def _with_image_sets(run_id: str, rows: pa.Table) -> pa.Table:
         return rows
     lake = settings().lake_bucket
     found: dict[str, str] = {}
-    for key in storage.list_keys(lake, f"healthimaging/{run_id}/"):
+    for key in storage.list_keys(lake, layout.healthimaging_prefix(run_id)):
         if key.endswith("/image_sets.json"):
             for uid, ids in storage.read_json(lake, key).items():
                 if ids:

@@ -28,9 +28,11 @@ from botocore.exceptions import ClientError
 from pyiceberg.expressions import EqualTo, In
 
 from mmhealth import modality, polling, storage
-from mmhealth.contracts import CatalogResult, JobHandle, RadiomicsRun, RunConfig, RunManifest, RunPaths
+from mmhealth.contracts import CatalogResult, JobHandle, RadiomicsRun, RunConfig, RunManifest
 from mmhealth.errors import BackendJobFailed
+from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import read_table, replace_rows
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.lakehouse.schemas import FEATURES_RADIOMICS
 from mmhealth.modality import FileGroupProblem
 from mmhealth.observability import logger
@@ -43,7 +45,7 @@ OUTPUT = "/opt/ml/processing/output"
 
 
 def prefix(run_id: str) -> str:
-    return f"radiomics/{run_id}/"
+    return layout.radiomics_prefix(run_id)
 
 
 def job_name(run_id: str) -> str:

@@ -56,7 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmhealth.imaging.dicom import ORIENTATION_TOLERANCE
-from mmhealth.imaging.schemas import FLOAT_LIST, IMAGING_INSTANCES, IMAGING_SERIES
+from mmhealth.lakehouse.imaging_tables import FLOAT_LIST, IMAGING_INSTANCES, IMAGING_SERIES
 
 __all__ = [
     "DUPLICATE_TOLERANCE_MM",

@@ -26,24 +26,21 @@ from pyiceberg.exceptions import (
 from pyiceberg.expressions import AlwaysFalse, AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table, TableProperties
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.contracts import TableCommit
 from mmhealth.errors import TransientError
-from mmhealth.features.clinical import FEATURE_TABLES
-from mmhealth.imaging.schemas import IMAGING_TABLES
-from mmhealth.lakehouse import versions
+from mmhealth.lakehouse import layout, versions
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
+from mmhealth.lakehouse.imaging_tables import IMAGING_TABLES
 from mmhealth.lakehouse.schemas import TABLES
 from mmhealth.observability import logger
 from mmhealth.settings import settings
 
 RUN_PROPERTY = "mmpipe.run_id"
 COMMIT_PROPERTY = "mmpipe.commit_key"  # the idempotency key of a commit (the run id unless given)
-SCHEMAS = {
-    **TABLES,
-    **CLINICAL_TABLES,
-    **IMAGING_TABLES,
-    **FEATURE_TABLES,
-}  # every table the pipeline writes, by "<namespace>.<table>"
+# The tables whose rows are cast to their schema on commit, by "<namespace>.<table>". The feature tables
+# (features.clinical, .labels, .genomic, .imaging) are built whole by their feature modules, each in its own
+# schema, which the commit takes as it is.
+SCHEMAS = {**TABLES, **CLINICAL_TABLES, **IMAGING_TABLES}
 # The Glue databases (template.yaml has one per namespace): "<namespace>" of every "<namespace>.<table>".
 NAMESPACES: tuple[str, ...] = tuple(sorted({name.split(".", 1)[0] for name in SCHEMAS}))
 COMMIT_ATTEMPTS = 10  # many runs commit to the same tables at once when a large delivery arrives
@@ -68,7 +65,7 @@ ISOLATION = {"imaging.instances": "snapshot"}
 def lakehouse_catalog() -> Catalog:
     """The Glue-backed catalog over s3://<lake>/warehouse (moto's Glue + S3 locally, via AWS_ENDPOINT_URL)."""
     cfg = settings()
-    props: dict[str, str] = {"type": "glue", "warehouse": f"s3://{cfg.lake_bucket}/warehouse"}
+    props: dict[str, str] = {"type": "glue", "warehouse": layout.warehouse(cfg.lake_bucket)}
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         props |= {"glue.region": region, "s3.region": region}
@@ -108,7 +105,7 @@ def ensure_table(catalog: Catalog, name: str, schema: pa.Schema | None = None) -
     try:
         table = catalog.load_table(identifier)
     except NoSuchTableError:
-        location = f"s3://{settings().lake_bucket}/warehouse/{name.replace('.', '/')}"
+        location = layout.table_location(settings().lake_bucket, name)
         logger.info("creating iceberg table", extra={"table": name})
         properties = {}
         if name in ISOLATION:

@@ -36,6 +36,7 @@ from mmhealth.features.genomic import is_pathogenic
 from mmhealth.features.outcomes import OUTCOMES as OUTCOME_DEFINITIONS
 from mmhealth.featurize import label_prevalence
 from mmhealth.identity.resolve import Identity, from_links, person_of_reference
+from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
@@ -47,7 +48,7 @@ MODALITY_TABLES = {
     "imaging": "features.imaging",
 }
 NOT_FEATURES = {"patient_id", "index_date", "series_uid", "run_id", "object_id", "source_key"}
-LATEST = "datasets/latest.json"
+LATEST = layout.LATEST_DATASET
 TIMELINE_EVENTS_PER_PATIENT = 60
 
 
@@ -62,7 +63,7 @@ class DatasetSnapshot(BaseModel):
 
 
 def prefix(dataset_id: str) -> str:
-    return f"datasets/{dataset_id}/"
+    return layout.dataset_prefix(dataset_id)
 
 
 def join_features(

@@ -42,6 +42,7 @@ from botocore.exceptions import ClientError
 from mmhealth import delivery, polling, storage
 from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun, utc_now
 from mmhealth.errors import BackendJobFailed
+from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_METRICS
 from mmhealth.observability import logger
@@ -60,7 +61,7 @@ REPORT_FILES = (
 
 
 def prefix(run_id: str) -> str:
-    return f"training/{run_id}/"
+    return layout.training_prefix(run_id)
 
 
 def job_name(run_id: str) -> str:

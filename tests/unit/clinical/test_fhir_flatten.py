@@ -1,4 +1,4 @@
-"""What the rows hold: the conventions of schemas.py (references, codes, components, dates, no personal data)."""
+"""What the rows hold: the conventions of lakehouse/clinical_tables.py (references, codes, dates, no PHI)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from mmhealth.clinical.fhir import FlattenResult, flatten_fhir
-from mmhealth.clinical.schemas import CLINICAL_TABLES
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from tests.unit.clinical.fhir_files import (
     LINEAGE,
     LOINC,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from mmhealth.clinical.fhir import FlattenResult, flatten_fhir
-from mmhealth.clinical.schemas import CLINICAL_TABLES
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from tests.conftest import REPO
 from tests.unit.clinical.fhir_files import LINEAGE
 

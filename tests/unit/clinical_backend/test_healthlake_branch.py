@@ -20,9 +20,10 @@ from botocore.stub import Stubber
 from mmhealth import quarantine, storage
 from mmhealth.clinical.healthlake import import_client_token, import_job_name
 from mmhealth.clinical.importer import healthlake_prefix
-from mmhealth.contracts import ChunkRef, ChunkStatus, RunConfig, RunPaths
+from mmhealth.contracts import ChunkRef, ChunkStatus, RunConfig
 from mmhealth.errors import PipelineError
 from mmhealth.handlers import clinical_import, clinical_poll
+from mmhealth.lakehouse.layout import RunPaths
 from tests.unit.backend_fixtures import stubbed_in_handlers
 
 DATASTORE = "9f2c4e7a1b3d5f60718293a4b5c6d7e8"

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.features.outcomes import PRIMARY_CODES
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 
 Resource = dict[str, Any]
 LINEAGE = {

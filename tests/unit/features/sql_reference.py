@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import duckdb
 import pyarrow as pa
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.features.clinical import (
     COMORBIDITIES,
     EMERGENCY_CLASSES,
@@ -26,6 +25,7 @@ from mmhealth.features.clinical import (
     FeatureConfig,
 )
 from mmhealth.features.outcomes import ALL_ICD10CM, ALL_SNOMED, OUTCOMES
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 
 TABLES = (
     "patient",

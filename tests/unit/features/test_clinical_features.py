@@ -14,13 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mmhealth.clinical.schemas import CLINICAL_TABLES
 from mmhealth.features.clinical import (
     FEATURES_CLINICAL,
     MEASUREMENTS,
     FeatureConfig,
     clinical_features,
 )
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from tests.unit.features.fhir_tables import ldl_observation, with_rows
 from tests.unit.features.sql_reference import reference_features
 

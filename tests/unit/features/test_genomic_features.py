@@ -21,8 +21,10 @@ from mmhealth.features.genomic import (
     is_pathogenic,
 )
 from mmhealth.genomic.importer import CLINVAR, OWNERS, SAMPLES, VARIANTS, convert_vcf
-from mmhealth.lakehouse.catalog import read_table
+from mmhealth.lakehouse.catalog import read_table, replace_rows
+from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_SAMPLES, GENOMIC_VARIANTS
+from mmhealth.lakehouse.versions import OwnedByKey
 from mmpipe.synth import generate_cohort
 from tests.unit.genomic.vcf_files import genotype_vcf, write_vcf_file
 
@@ -358,8 +360,21 @@ def test_a_genomic_only_run_rebuilds_features_genomic_in_the_lakehouse(
     branch = {"modality": "genomic", "commits": [c.model_dump() for c in commits]}
     assert {c.table for c in commits} == {VARIANTS, SAMPLES, CLINVAR}
 
-    # When the Features step runs
-    result = featurize.rebuild_features("run-g", [branch])
+    # When the Features step runs before any Patient resource arrived
+    alone = featurize.rebuild_features("run-g", [branch])
+    # Then every sample is listed as unlinked and gives no features (never guessed)
+    samples = sorted(set(tables[SAMPLES]["sample_id"].to_pylist()))
+    assert alone["genomic_patients"] == 0
+    assert alone["unlinked"]["vcf_sample"]["count"] == len(samples)
+
+    # When the samples' Patients (sample id = Patient.id, as the cohort writes them) are in the lake too
+    patients = pa.Table.from_pylist(
+        [{"resource_id": s, "patient_id": s, "source_position": 0, "source_key": "k", "object_id": "o",
+          "run_id": "run-p"} for s in samples],
+        schema=CLINICAL_TABLES["clinical.patient"],
+    )  # fmt: skip
+    replace_rows("clinical.patient", patients, "run-p", OwnedByKey("resource_id"))
+    result = featurize.rebuild_features("run-g2", [branch])
 
     # Then it rebuilt features.genomic: one row per VCF sample, as the pure function computes it
     expected = genomic_features(tables[VARIANTS], tables[CLINVAR], tables[SAMPLES])

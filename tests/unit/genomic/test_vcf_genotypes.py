@@ -199,7 +199,7 @@ def test_chunked_reading_gives_the_same_rows(tmp_path: Path, monkeypatch: pytest
     whole = read_genotypes(path, **LINEAGE)
 
     # When it is read in chunks of 7 records
-    monkeypatch.setattr(vcf, "_CHUNK_GENOTYPES", 28)
+    monkeypatch.setattr(vcf.genotypes, "CHUNK_GENOTYPES", 28)
     chunked = read_genotypes(path, **LINEAGE)
 
     # Then the rows are the same, in the same order

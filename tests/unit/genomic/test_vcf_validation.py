@@ -119,7 +119,7 @@ def test_a_broken_record_deep_in_a_large_file_rejects_the_whole_file(
     fields = lines[broken_index].split("\t")
     lines[broken_index] = "\t".join([fields[0], "12x", *fields[2:]])
     path = write_vcf_file(tmp_path, "\n".join(lines), "broken.vcf.gz")
-    monkeypatch.setattr(vcf, "_CHUNK_GENOTYPES", 200)
+    monkeypatch.setattr(vcf.genotypes, "CHUNK_GENOTYPES", 200)
 
     # When it is read / Then nothing is returned: the whole file is rejected at that line
     error = rejected(path)

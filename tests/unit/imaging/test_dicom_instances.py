@@ -19,7 +19,7 @@ from pydicom.pixels.decoders import pylibjpeg as pylibjpeg_decoders
 from pydicom.pixels.decoders import rle as rle_decoders
 
 from mmhealth.imaging.dicom import SUPPORTED_TRANSFER_SYNTAXES, read_instance
-from mmhealth.imaging.schemas import IMAGING_INSTANCES
+from mmhealth.lakehouse.imaging_tables import IMAGING_INSTANCES
 from tests.unit.imaging.dicom_files import (
     DELIVERY,
     PATIENT_ID,

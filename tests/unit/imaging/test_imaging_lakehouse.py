@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from mmhealth.imaging.schemas import IMAGING_INSTANCES, IMAGING_SERIES, IMAGING_TABLES
 from mmhealth.imaging.series import summarise_series
 from mmhealth.lakehouse.catalog import read_table, replace_all, replace_rows
+from mmhealth.lakehouse.imaging_tables import IMAGING_INSTANCES, IMAGING_SERIES, IMAGING_TABLES
 from mmhealth.lakehouse.schemas import LINEAGE
 from tests.unit.imaging.dicom_files import RUN_ID, index_files, write_synthetic_series
 

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 import pytest
 from pydicom import dcmread
 
-from mmhealth.imaging.schemas import FLOAT_LIST, IMAGING_INSTANCES, IMAGING_SERIES
 from mmhealth.imaging.series import SeriesProblem, latest_instances, series_object_id, summarise_series
+from mmhealth.lakehouse.imaging_tables import FLOAT_LIST, IMAGING_INSTANCES, IMAGING_SERIES
 from tests.unit.imaging.dicom_files import (
     DELIVERY,
     PERSONAL_VALUES,

@@ -17,18 +17,11 @@ from typing import Any
 from pydicom import dcmread
 
 from mmhealth import storage
-from mmhealth.contracts import (
-    CatalogResult,
-    ChunkRef,
-    JobHandle,
-    RadiomicsRun,
-    RunConfig,
-    RunManifest,
-    RunPaths,
-)
+from mmhealth.contracts import CatalogResult, ChunkRef, JobHandle, RadiomicsRun, RunConfig, RunManifest
 from mmhealth.handlers import imaging_catalog, imaging_import, radiomics_catalog
 from mmhealth.imaging import radiomics
 from mmhealth.lakehouse.catalog import read_table
+from mmhealth.lakehouse.layout import RunPaths
 from tests.conftest import REPO, FakeLambdaContext
 
 SERIES_DIR = REPO / "tests" / "data" / "delivery" / "imaging" / "mr-brain"

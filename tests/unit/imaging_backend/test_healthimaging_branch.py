@@ -23,11 +23,12 @@ from botocore.stub import Stubber
 from pydicom import dcmread
 
 from mmhealth import quarantine, storage
-from mmhealth.contracts import ChunkRef, RunConfig, RunManifest, RunPaths
+from mmhealth.contracts import ChunkRef, RunConfig, RunManifest
 from mmhealth.handlers import imaging_catalog, imaging_import, imaging_poll
 from mmhealth.imaging.healthimaging import import_client_token, import_job_name
 from mmhealth.imaging.importer import healthimaging_prefix
 from mmhealth.lakehouse.catalog import read_table
+from mmhealth.lakehouse.layout import RunPaths
 from tests.conftest import REPO
 from tests.unit.backend_fixtures import stubbed_in_handlers
 
