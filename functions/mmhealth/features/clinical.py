@@ -83,6 +83,7 @@ from mmhealth.features.outcomes import (
     system_is,
 )
 from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
+from mmhealth.lakehouse.feature_tables import features_clinical_schema, features_labels_schema
 
 EPOCH = dt.date(1970, 1, 1)
 DAYS_PER_YEAR = 365.25
@@ -310,70 +311,8 @@ _check_code_lists()
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _field(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
-
-
-def _feature_fields() -> list[pa.Field]:
-    fields = [
-        _field("patient_id", pa.string(), "FHIR Patient id", nullable=False),
-        _field("index_date", pa.date32(), "features use records known strictly before this day (UTC)"),
-        _field("age_at_index_years", pa.float64(), "age on the index date, years (from birth_date)"),
-        _field("sex", pa.string(), "FHIR administrative gender"),
-    ]
-    for m in MEASUREMENTS:
-        fields += [
-            _field(f"{m.name}_latest", pa.float64(), f"{m.doc}: latest value before the index date"),
-            _field(f"{m.name}_mean", pa.float64(), f"{m.doc}: mean of the values before the index date"),
-            _field(f"{m.name}_count", pa.int32(), f"{m.doc}: number of values before the index date"),
-        ]
-        if m.trend:
-            fields.append(
-                _field(f"{m.name}_trend_per_year", pa.float64(), f"{m.doc}: least-squares slope per year")
-            )
-    fields.append(
-        _field("smoking_status", pa.string(), "latest tobacco smoking status: never|former|current|unknown")
-    )
-    fields += [_field(g.name, pa.int8(), f"1 if a Condition of {g.doc} was recorded") for g in COMORBIDITIES]
-    fields += [_field(g.name, pa.int8(), f"1 if a {g.doc} was ordered") for g in MEDICATION_CLASSES]
-    fields += [
-        _field("encounter_count", pa.int32(), "encounters"),
-        _field("inpatient_encounter_count", pa.int32(), "inpatient encounters (class IMP, ACUTE, NONAC)"),
-        _field("emergency_encounter_count", pa.int32(), "emergency encounters (class EMER)"),
-        _field("condition_count", pa.int32(), "Condition records, label-defining ones excluded"),
-        _field("medication_request_count", pa.int32(), "medication requests"),
-        _field("procedure_count", pa.int32(), "procedures"),
-        _field("immunization_count", pa.int32(), "immunizations"),
-        _field(
-            "years_since_first_encounter", pa.float64(), "years from the first encounter to the index date"
-        ),
-    ]
-    return fields
-
-
-def _label_fields() -> list[pa.Field]:
-    fields = [
-        _field("patient_id", pa.string(), "FHIR Patient id", nullable=False),
-        _field("index_date", pa.date32(), "start of the label window (the features' index date)"),
-    ]
-    for name, outcome in OUTCOMES.items():
-        fields += [
-            _field(
-                name,
-                pa.int8(),
-                f"1 if a Condition of the value set ({outcome.documentation}) has its onset in [index date, "
-                "index date + horizon); 0 if not; null if not eligible (no Patient resource, no index date, "
-                "born after it, no record before it, died before it, onset before it, undated record)",
-            ),
-            _field(
-                f"{name}_onset", pa.date32(), f"earliest onset (else recorded date) of {outcome.description}"
-            ),
-        ]
-    return fields
-
-
-FEATURES_CLINICAL = pa.schema(_feature_fields())
-FEATURES_LABELS = pa.schema(_label_fields())
+FEATURES_CLINICAL = features_clinical_schema(MEASUREMENTS, COMORBIDITIES, MEDICATION_CLASSES)
+FEATURES_LABELS = features_labels_schema(OUTCOMES)
 FEATURE_TABLES: dict[str, pa.Schema] = {
     "features.clinical": FEATURES_CLINICAL,
     "features.labels": FEATURES_LABELS,

@@ -58,6 +58,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from mmhealth.lakehouse.feature_tables import features_genomic_schema, gene_column
+
 # The genes whose P/LP alleles get a column of their own: the Mendelian genes of the four outcomes.
 GENES_OF_INTEREST: tuple[str, ...] = (
     # Alzheimer's disease
@@ -126,7 +128,7 @@ class GenomicFeatureConfig(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> GenomicFeatureConfig:
-        names = [f.name for f in _feature_fields(self)]
+        names = features_genomic_schema(self.genes, self.risk_alleles).names
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"genes or risk alleles give the same column twice: {repeated}")
@@ -158,46 +160,10 @@ Ints = npt.NDArray[np.int64]
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _field(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
-
-
-def gene_column(symbol: str) -> str:
-    """`CDKN2B-AS1` -> `cdkn2b_as1_pathogenic_alleles`."""
-    return f"{re.sub(r'[^a-z0-9]+', '_', symbol.lower()).strip('_')}_pathogenic_alleles"
-
-
-def _feature_fields(config: GenomicFeatureConfig) -> list[pa.Field]:
-    counted = "alleles (homozygous 2, heterozygous or hemizygous 1) of PASS calls"
-    fields = [
-        _field("patient_id", pa.string(), "VCF sample id = FHIR Patient id", nullable=False),
-        _field("pathogenic_burden", pa.int32(), f"ClinVar P/LP {counted}, any gene; null without ClinVar"),
-        _field(
-            "pathogenic_genes", pa.int32(), "distinct genes with a ClinVar P/LP allele; null without ClinVar"
-        ),
-    ]
-    fields += [
-        _field(gene_column(g), pa.int32(), f"ClinVar P/LP {counted} in {g}; null without ClinVar")
-        for g in config.genes
-    ]
-    fields += [
-        _field("apoe_e4_dosage", pa.int8(), "APOE e4 haplotypes (rs429358 C alleles), 0-2"),
-        _field("apoe_e2_dosage", pa.int8(), "APOE e2 haplotypes (rs7412 T alleles), 0-2"),
-        _field("apoe_e4_carrier", pa.int8(), "1 if carrying an APOE e4 haplotype"),
-        _field(
-            "apoe_genotype", pa.string(), "APOE genotype, e.g. e3/e4 (e3 where neither allele is carried)"
-        ),
-    ]
-    for allele in config.risk_alleles:
-        fields.append(_field(f"{allele.name}_dosage", pa.int8(), f"{allele.doc}: alleles carried, 0-2"))
-        if allele.carrier:
-            fields.append(_field(f"{allele.name}_carrier", pa.int8(), f"1 if carrying {allele.doc}"))
-    return fields
-
-
 def features_schema(config: GenomicFeatureConfig | None = None) -> pa.Schema:
     """The `features.genomic` schema for `config` (default: DEFAULT_CONFIG)."""
-    return pa.schema(_feature_fields(config or DEFAULT_CONFIG))
+    config = config or DEFAULT_CONFIG
+    return features_genomic_schema(config.genes, config.risk_alleles)
 
 
 DEFAULT_CONFIG = GenomicFeatureConfig()  # here: its validator needs the output contract above

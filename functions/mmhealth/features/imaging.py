@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from mmhealth.lakehouse.feature_tables import features_imaging_schema
+
 REGIONS = ("lesion", "hippocampus")
 _NAME = re.compile(r"[^a-z0-9]+")
 
@@ -96,19 +98,5 @@ def _row(patient_id: str, index_date: dt.date, series: dict[str, object], count:
 
 
 def _table(rows: list[dict[str, object]]) -> pa.Table:
-    fixed = [
-        pa.field("patient_id", pa.string(), nullable=False),
-        pa.field("index_date", pa.date32(), nullable=False),
-        pa.field("series_uid", pa.string(), nullable=False),
-        pa.field("mr_days_before_index", pa.int32(), nullable=False),
-        pa.field("mr_series_before_index", pa.int32(), nullable=False),
-    ]
-    for region in REGIONS:
-        fixed += [
-            pa.field(f"{region}_present", pa.bool_(), nullable=False),
-            pa.field(f"{region}_volume_ml", pa.float64(), nullable=False),
-        ]
-    names = {f.name for f in fixed}
-    radiomics = sorted({k for row in rows for k in row} - names)
-    schema = pa.schema(fixed + [pa.field(n, pa.float64()) for n in radiomics])
+    schema = features_imaging_schema(REGIONS, {k for row in rows for k in row})
     return pa.Table.from_pylist(rows, schema=schema)

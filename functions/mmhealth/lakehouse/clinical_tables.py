@@ -2,7 +2,9 @@
 
 Conventions, the same in every table:
 - `resource_id` is the resource's `id`; `patient_id` is the subject/patient reference resolved to a bare
-  Patient id whatever its form (`Patient/x`, `urn:uuid:x`, a Bundle fullUrl); `encounter_id` likewise.
+  Patient id whatever its form (`Patient/x`, `urn:uuid:x`, a Bundle fullUrl), or `identifier:system|value`
+  for a reference by identifier only or `Patient?identifier=...` (identity.links resolves both kinds to a
+  person); `encounter_id` is resolved like a literal patient reference.
 - A code keeps system + code + display (`<x>_system`, `<x>_code`, `<x>_display`): the first coding of the
   CodeableConcept, preferring SNOMED CT / LOINC / RxNorm / CVX when several are given.
 - FHIR dateTime/date/instant values (which may be partial: "2019", "2019-04") become UTC timestamps at the
