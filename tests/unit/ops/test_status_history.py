@@ -10,7 +10,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mmpipe.status import failing_state, failures, modality_progress, open_states, render_run, training_line
+from mmpipe.status import (
+    failing_state,
+    failures,
+    linkage_line,
+    modality_progress,
+    open_states,
+    render_run,
+    training_line,
+)
 
 LAMBDA_CAUSE = json.dumps(
     {"errorMessage": "catalog store unreachable", "errorType": "RuntimeError", "stackTrace": ["  File x"]}
@@ -208,3 +216,17 @@ def test_the_human_output_names_the_failing_state_and_quarantined_files_by_reaso
     assert "training: skipped: the features step failed" in text
     assert "unrecognised-type" in text
     assert "incoming/site-a/notes.txt" in text
+
+
+def test_what_identity_left_unlinked_is_shown_per_kind_with_the_first_ids() -> None:
+    unlinked = {
+        "vcf_sample": {"count": 7, "first": ["S1", "S2", "S3", "S4", "S5", "S6", "S7"]},
+        "identifier": {"count": 1, "first": ["http://h/mrn|9"]},
+        "patient_id": {"count": 0, "first": []},
+    }
+    line = linkage_line(unlinked)
+    assert line == (
+        "1 identifier(s) no Patient carries unlinked (http://h/mrn|9); "
+        "7 VCF sample(s) unlinked (S1, S2, S3, S4, S5 ...)"
+    )
+    assert linkage_line({}) == "every patient reference, VCF sample and DICOM PatientID is linked"
