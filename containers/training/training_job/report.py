@@ -207,8 +207,8 @@ def _cohort(dataset: Dataset) -> str:
 
 
 LINKAGE_SOURCES = {
-    "patient_id": "Patient ids referenced by records",
-    "identifier": "Patient identifiers referenced by records",
+    "patient_id": "Patient ids (resources and the records naming them)",
+    "identifier": "Patient identifiers records name them by",
     "vcf_sample": "VCF samples",
     "dicom_patient_id": "DICOM PatientIDs",
 }

@@ -83,6 +83,16 @@ def manifest_for(frame: pd.DataFrame, dataset_id: str = "ds-test-0001") -> dict[
         "modalities": modalities,
         "patients_per_modality": {m: int(frame[c].notna().any(axis=1).sum()) for m, c in modalities.items()},
         "prevalence": prevalence,
+        # as mmhealth.training.dataset writes it from identity.links
+        "linkage": {
+            "patient_id": {"linked": len(frame), "unlinked": 0, "first_unlinked": []},
+            "vcf_sample": {
+                "linked": 640,
+                "unlinked": 2,
+                "first_unlinked": ["SYNTH_OC_0007", "SYNTH_OC_0009"],
+            },
+            "dicom_patient_id": {"linked": 120, "unlinked": 0, "first_unlinked": []},
+        },
     }
 
 

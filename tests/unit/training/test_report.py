@@ -128,3 +128,10 @@ def test_without_patients_json_the_report_says_so(job_run: JobRun, tmp_path: Pat
     patients = html.split('<section id="patients">')[1].split("</section>")[0]
     assert "No patient view: patients.json was not part of the dataset snapshot." in patients
     assert "patient-select" not in patients
+
+
+def test_the_cohort_section_lists_what_was_left_unlinked(job_run: JobRun) -> None:
+    cohort = _report(job_run).split('<section id="cohort">')[1].split("</section>")[0]
+    assert "<h3>Linkage to persons</h3>" in cohort
+    row = cohort.split("<td>VCF samples</td>")[1].split("</tr>")[0]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == ["640", "2", "SYNTH_OC_0007, SYNTH_OC_0009"]
