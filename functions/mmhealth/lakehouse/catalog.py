@@ -173,8 +173,10 @@ def replace_rows(
             logger.info("run already committed; skipping", extra={"table": name, "snapshot_id": previous})
             return TableCommit(table=name, rows_added=0, snapshot_id=previous, skipped=True)
         before = _row_count(table)
-        kept, superseded, replaced = rows, None, owned_by(rows)
-        if isinstance(owned_by, versions.OwnedByKey):
+        kept, superseded = rows, None
+        if not isinstance(owned_by, versions.OwnedByKey):
+            replaced = owned_by(rows)
+        else:
             # Re-resolved on every attempt (another run may have committed meanwhile); only the keys whose
             # staged version won are replaced.
             keys = pc.unique(rows[owned_by.column]).to_pylist()

@@ -86,13 +86,21 @@ def versions_of(rows: pa.Table, key: str) -> pa.Table:
 
 
 def existing_versions(table: Table, key: str, keys: Sequence[str]) -> pa.Table | None:
-    """The versions already committed for `keys` (None when the table has no rows yet)."""
+    """The versions already committed for `keys` (None when the table has no rows yet).
+
+    Streams the key and version columns and filters them in Arrow: a pyiceberg `In` of tens of thousands
+    of ids costs seconds to build (measured 2.3 s for 60k) and prunes no file, random ids spanning every
+    file's min/max; the batches keep memory bounded by the matches.
+    """
     if table.current_snapshot() is None or not keys:
         return None
     present = table.schema().column_names
     wanted = tuple(c for c in (key, *(f.name for f in _COLUMNS if f.name != "key")) if c in present)
-    rows = table.scan(row_filter=In(key, list(keys)), selected_fields=wanted).to_arrow()  # type: ignore[call-arg, arg-type]
-    return versions_of(rows, key) if rows.num_rows else None
+    value_set = pa.array(keys, pa.string())
+    reader = table.scan(selected_fields=wanted).to_arrow_batch_reader()
+    matches = [batch.filter(pc.is_in(batch[key], value_set=value_set)) for batch in reader]
+    rows = pa.Table.from_batches(matches, schema=reader.schema) if matches else None
+    return versions_of(rows, key) if rows is not None and rows.num_rows else None
 
 
 def newest(name: str, staged: pa.Table, existing: pa.Table | None, key: str, run_id: str) -> Resolved:
@@ -110,8 +118,9 @@ def newest(name: str, staged: pa.Table, existing: pa.Table | None, key: str, run
         null_placement="at_start",
     )
     versions = versions.take(order)
-    keys = np.asarray(versions["key"].to_pylist(), dtype=object)
-    last = np.r_[keys[1:] != keys[:-1], True].astype(bool)
+    keys = versions["key"]
+    changes = pc.not_equal(keys.slice(1), keys.slice(0, max(len(keys) - 1, 0)))
+    last = np.r_[np.asarray(changes.to_numpy(zero_copy_only=False), dtype=bool), True]
     winners = np.flatnonzero(last)
     winner_of = winners[np.searchsorted(winners, np.arange(len(keys)))]  # each version's group winner
     won = versions.filter(pa.array(last))
@@ -133,40 +142,37 @@ def _version_ids(rows: pa.Table, key: str) -> pa.Array:
 
 
 def _records(name: str, versions: pa.Table, losers: np.ndarray, winners: np.ndarray, run_id: str) -> pa.Table:
-    """OPS_SUPERSEDED rows: each losing version beside the version that won and the rule that decided."""
-    if len(losers) == 0:
-        return OPS_SUPERSEDED.empty_table()
-    lost = versions.take(pa.array(losers)).to_pylist()
-    won = versions.take(pa.array(winners)).to_pylist()
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    pairs = [(o, n) for o, n in zip(lost, won, strict=True) if _version(o) != _version(n)]
-    rows = [
+    """OPS_SUPERSEDED rows: each losing version beside the version that won and the rule that decided.
+    Vectorised: a re-delivered file supersedes as many versions as it has resources."""
+    lost, won = versions.take(pa.array(losers, pa.int64())), versions.take(pa.array(winners, pa.int64()))
+    differs = [_differs(lost[c], won[c]) for c in ORDER]
+    rule = pc.case_when(
+        pc.make_struct(*differs, field_names=list(ORDER)), *(pa.scalar(RULE_NAMES[c]) for c in ORDER)
+    )
+    n = lost.num_rows
+    records = pa.table(
         {
-            "run_id": run_id,
-            "table": name,
-            "key": old["key"],
-            "rule": _deciding_rule(old, new),
-            "superseded_object_id": old["object_id"],
-            "superseded_source_key": old["source_key"],
-            "superseded_position": old["source_position"],
-            "superseded_run_id": old["run_id"],
-            "kept_object_id": new["object_id"],
-            "kept_source_key": new["source_key"],
-            "kept_position": new["source_position"],
-            "kept_run_id": new["run_id"],
-            "recorded_at": now,
+            "run_id": pa.repeat(pa.scalar(run_id), n),
+            "table": pa.repeat(pa.scalar(name), n),
+            "key": lost["key"],
+            "rule": pc.fill_null(rule, "same order, later staged"),
+            "superseded_object_id": lost["object_id"],
+            "superseded_source_key": lost["source_key"],
+            "superseded_position": lost["source_position"],
+            "superseded_run_id": lost["run_id"],
+            "kept_object_id": won["object_id"],
+            "kept_source_key": won["source_key"],
+            "kept_position": won["source_position"],
+            "kept_run_id": won["run_id"],
+            "recorded_at": pa.repeat(pa.scalar(datetime.now(UTC).isoformat(timespec="seconds")), n),
         }
-        for old, new in pairs
-    ]
-    return pa.Table.from_pylist(rows, schema=OPS_SUPERSEDED)
+    )
+    # The same version twice (same object and position: a replay) supersedes nothing.
+    another = pc.or_(_differs(lost["object_id"], won["object_id"]), differs[ORDER.index("source_position")])
+    return records.filter(another).cast(OPS_SUPERSEDED)
 
 
-def _version(row: dict[str, object]) -> tuple[object, object]:
-    return row["object_id"], row["source_position"]
-
-
-def _deciding_rule(old: dict[str, object], new: dict[str, object]) -> str:
-    for column in ORDER:
-        if old[column] != new[column]:
-            return RULE_NAMES[column]
-    return "same order, later staged"
+def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Element-wise "not the same value"; a null is the same only as a null."""
+    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+    return pc.invert(pc.or_(pc.fill_null(pc.equal(a, b), False), both_null))
