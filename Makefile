@@ -93,12 +93,13 @@ demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS
 	$(BIN)/mmpipe local run --input $(DEMO)/input --out $(DEMO)
 	$(BIN)/mmpipe summary $(DEMO)
 
-bench: $(STAMP) ## Benchmarks (not tests): VCF readers, genomic ingest of 889 VCFs, FHIR flattening vs model libraries, features
+bench: $(STAMP) ## Benchmarks (not tests): VCF readers, genomic ingest of 889 VCFs, FHIR flattening vs model libraries, features, the version rule
 	$(BIN)/python bench/vcf_readers.py --out out/bench/vcf_readers.json
 	$(BIN)/python bench/genomic_ingest.py --vcfs 889 --out out/bench
 	$(BIN)/python bench/fhir_flatten.py --out out/bench/fhir_flatten.json
 	PYTHONPATH=. $(BIN)/python bench/clinical_features.py
 	$(BIN)/python bench/radiomics.py --out out/bench/radiomics.json
+	$(BIN)/python bench/version_rule.py --out out/bench/version_rule.json
 
 # The training job as a script-mode source tarball, for AWS's AutoGluon training image (TrainingSourceUri):
 # upload it to S3 and pass its URI. The image has AutoGluon; requirements.txt adds what the report needs.

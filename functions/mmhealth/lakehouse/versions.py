@@ -16,6 +16,11 @@ never overwrites a newer one committed before it. Every version that loses is wr
 `ops.superseded` with the one that won and the rule that decided (the first of the four that differs):
 superseded versions are recorded, never silently dropped. A version is (object_id, source_position): the
 rows of one resource (an Observation's components) or of one sample's callset win or lose together.
+
+Cost, measured with bench/version_rule.py (2-core VM, moto in-process; a commit of 60k observation rows of
+which 30k re-deliver rows already in the table, side by side with a plain owner-keyed replace, best of 3):
+the versioned commit takes 1.0-1.25x the plain one (3.8 s vs 3.0 s on a busy machine, 5.2 s vs 5.3 s on a
+quiet one), its 30k ops.superseded records included.
 """
 
 from __future__ import annotations
