@@ -4,7 +4,7 @@
 sample's previous rows (so re-delivering a VCF never doubles them). `genomic.samples` records every sample
 column of every genotype VCF, so a sample that carries no ALT allele (no variant row) is still known to have
 been genotyped; it is owned by sample too. `genomic.clinvar` is a release: a new annotation VCF replaces
-the table.
+the table (the version rule picks the newest of two delivered together).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from mmhealth import modality, polling, storage
 from mmhealth.contracts import ChunkStatus, ManifestFile
 from mmhealth.errors import PipelineError
 from mmhealth.genomic import healthomics, vcf
-from mmhealth.lakehouse.catalog import replace_all
 from mmhealth.lakehouse.schemas import delivered_at_micros
 from mmhealth.lakehouse.versions import OwnedByKey
 from mmhealth.modality import Converted, OwnedBy
@@ -31,16 +30,27 @@ CLINVAR = "genomic.clinvar"
 def convert_vcf(file: ManifestFile, path: Path, run_id: str) -> Converted:
     """A genotype VCF -> genomic.variants and genomic.samples rows; an annotation VCF -> genomic.clinvar
     rows (all or nothing)."""
-    lineage = {"source_key": file.object.key, "object_id": file.object.object_id, "run_id": run_id}
+    key, object_id = file.object.key, file.object.object_id
+    delivered_at = delivered_at_micros(file.object.delivered_at)
     if file.kind == "annotation":
-        return Converted({CLINVAR: vcf.read_clinvar(path, **lineage)})
-    callset = vcf.read_callset(path, **lineage, delivered_at=delivered_at_micros(file.object.delivered_at))
+        clinvar = vcf.read_clinvar(
+            path, source_key=key, object_id=object_id, run_id=run_id, delivered_at=delivered_at
+        )
+        return Converted({CLINVAR: clinvar})
+    callset = vcf.read_callset(
+        path, source_key=key, object_id=object_id, run_id=run_id, delivered_at=delivered_at
+    )
     return Converted({VARIANTS: callset.variants, SAMPLES: callset.samples})
 
 
 # A sample's callset is one version: two VCFs of one sample (in one run or across runs) keep the newer.
 samples_of = OwnedByKey("sample_id")
-OWNERS: dict[str, OwnedBy] = {VARIANTS: samples_of, SAMPLES: samples_of, CLINVAR: replace_all}
+# A ClinVar release is one version of the whole table: the newest annotation file replaces it.
+OWNERS: dict[str, OwnedBy] = {
+    VARIANTS: samples_of,
+    SAMPLES: samples_of,
+    CLINVAR: OwnedByKey("annotation_set"),
+}
 
 
 def start_backend_import(

@@ -85,7 +85,10 @@ GENOMIC_CLINVAR = pa.schema(
         pa.field("disease_names", pa.string()),  # CLNDN, "|"-joined, underscores turned to spaces
         pa.field("review_status", pa.string()),  # CLNREVSTAT, commas kept
         pa.field("release", pa.string()),  # ##fileDate of the annotation VCF, when present
-        *LINEAGE,
+        # What the rows are a release of: one owner for the whole table, so that of two annotation files
+        # (in one run or across runs) the newer by the version rule replaces the table, never both.
+        pa.field("annotation_set", pa.string(), nullable=False),  # "clinvar"
+        *VERSIONED_LINEAGE,
     ]
 )
 

@@ -197,3 +197,21 @@ def test_runs_committing_out_of_order_keep_the_newest_version_and_record_the_oth
         "incoming/d/fix.ndjson",
         "delivered later",
     )
+
+
+def test_two_clinvar_releases_in_one_run_keep_only_the_newer_file() -> None:
+    # Given two annotation files staged by one run: every row of a release shares the key "clinvar"
+    def release(object_id: str, day: int, sites: int) -> list[dict[str, object]]:
+        return [
+            {"resource_id": "clinvar", "value": f"{object_id}-{i}", "delivered_at": at(day),
+             "source_key": f"{object_id}.vcf", "object_id": object_id, "source_position": None}
+            for i in range(sites)
+        ]  # fmt: skip
+
+    staged = versions(*release("old", 1, 3), *release("new", 2, 2))
+    resolved = newest("genomic.clinvar", staged, None, "resource_id", "r1")
+    # Then the table is the newer release, whole, and the older file is one superseded version
+    assert kept(resolved.rows) == {"clinvar": ["new-0", "new-1"]}
+    assert resolved.superseded.select(["superseded_object_id", "kept_object_id"]).to_pylist() == [
+        {"superseded_object_id": "old", "kept_object_id": "new"}
+    ]

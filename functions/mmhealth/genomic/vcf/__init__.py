@@ -113,7 +113,9 @@ def _sample_rows(layout: VcfLayout, variants: pa.Table, lineage: Lineage) -> pa.
     return pa.Table.from_arrays(columns, schema=GENOMIC_SAMPLES)
 
 
-def read_clinvar(path: Path, *, source_key: str, object_id: str, run_id: str) -> pa.Table:
+def read_clinvar(
+    path: Path, *, source_key: str, object_id: str, run_id: str, delivered_at: int | None = None
+) -> pa.Table:
     """One `GENOMIC_CLINVAR` row per site x ALT of a ClinVar-style annotation VCF (ALT '.' gives none).
 
     Raises InvalidInputError like `read_genotypes`; "vcf-header" also when the header declares neither
@@ -124,7 +126,7 @@ def read_clinvar(path: Path, *, source_key: str, object_id: str, run_id: str) ->
         raise InvalidInputError(
             "vcf-header", "not a ClinVar-style annotation VCF: no INFO CLNSIG or GENEINFO declared"
         )
-    lineage = Lineage(source_key, object_id, run_id)
+    lineage = Lineage(source_key, object_id, run_id, delivered_at)
 
     def batches(vcf: VCF, htslib: HtslibLog) -> Iterator[pa.RecordBatch]:
         return clinvar_batches(vcf, layout, lineage, htslib)

@@ -16,6 +16,8 @@ from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, Lineage
 if TYPE_CHECKING:
     from cyvcf2 import VCF
 
+ANNOTATION_SET = "clinvar"  # genomic.clinvar.annotation_set: the table holds one release of it
+
 
 # ------------------------------------------------------------------------- pass 2: ClinVar -> rows
 
@@ -76,7 +78,8 @@ class _ClinVarChunk:
             take_strings(diseases, rec),
             take_strings(self._info["CLNREVSTAT"], rec),
             pa.nulls(rows, pa.string()) if self._release is None else constant(self._release, rows),
-            *lineage.columns(rows),
+            constant(ANNOTATION_SET, rows),
+            *lineage.versioned_columns(rows),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=GENOMIC_CLINVAR)
 
