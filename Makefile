@@ -85,7 +85,7 @@ e2e: $(STAMP) $(SYNTHEA_COHORT)/.complete ## End-to-end: mmpipe local run on a g
 	$(BIN)/pytest tests/e2e -q
 
 test: lint typecheck template-lint $(FHIR_EXAMPLES) $(SYNTHEA_COHORT)/.complete browser ## Every gate: lint, types, template, unit, integration, e2e
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q --durations=15
 
 demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS, no Docker)
 	rm -rf $(DEMO)
