@@ -50,7 +50,9 @@ def test_one_row_per_site_and_alt_with_annotations(tmp_path: Path) -> None:
 
     # Then each ALT is a row, genes are symbols only, disease names have spaces, review status kept
     assert table.schema.equals(GENOMIC_CLINVAR)
-    assert set(table["annotation_set"].to_pylist()) == {"clinvar"}  # one owner: the release replaces the table
+    assert set(table["annotation_set"].to_pylist()) == {
+        "clinvar"
+    }  # one owner: the release replaces the table
     lineage = {*LINEAGE, "delivered_at", "annotation_set"}
     rows = [{k: v for k, v in row.items() if k not in lineage} for row in table.to_pylist()]
     brca1 = {

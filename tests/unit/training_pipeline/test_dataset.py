@@ -116,3 +116,15 @@ def test_the_same_features_give_the_same_snapshot_id_and_a_change_a_new_one(aws:
 
 def test_no_labels_no_snapshot(aws: SimpleNamespace) -> None:
     assert dataset.build_snapshot(RUN_ID) is None
+
+
+def test_a_modality_no_labelled_person_has_is_absent_not_a_column_of_nulls() -> None:
+    # Given labels for two persons, and genomic features keyed by VCF sample ids nothing linked to them
+    labels = pa.table({"patient_id": ["p1", "p2"], "hypertension": pa.array([1, 0], pa.int8())})
+    clinical = pa.table({"patient_id": ["p1", "p2"], "age_at_index_years": [60.0, 70.0]})
+    genomic = pa.table({"patient_id": ["SYNTH_OC_0001"], "pathogenic_burden": pa.array([2], pa.int32())})
+    # When they are joined
+    table, columns = dataset.join_features(labels, {"clinical": clinical, "genomic": genomic})
+    # Then the genomic modality has no columns (so no genomic model is trained or reported), clinical has
+    assert columns == {"clinical": ["clinical__age_at_index_years"], "genomic": []}
+    assert table.column_names == ["patient_id", "hypertension", "clinical__age_at_index_years"]
