@@ -23,6 +23,7 @@ from mmhealth.features.outcomes import OUTCOMES
 from mmhealth.identity.resolve import (
     Identity,
     clinical_per_person,
+    map_values,
     one_sample_per_person,
     resolve,
 )
@@ -129,10 +130,8 @@ def radiomics_per_person(radiomics: pa.Table | None, identity: Identity) -> pa.T
     """features.radiomics rows whose DICOM PatientID is linked, with patient_id the person id."""
     if radiomics is None:
         return None
-    persons = [identity.person_of("dicom_patient_id", p) for p in radiomics["patient_id"].to_pylist()]
-    mapped = radiomics.set_column(
-        radiomics.column_names.index("patient_id"), "patient_id", pa.array(persons, type=pa.string())
-    )
+    persons = map_values(radiomics["patient_id"], lambda p: identity.person_of("dicom_patient_id", p))
+    mapped = radiomics.set_column(radiomics.column_names.index("patient_id"), "patient_id", persons)
     return mapped.filter(pc.is_valid(mapped["patient_id"]))
 
 
@@ -153,7 +152,7 @@ def genomic_from_lakehouse(catalog: Catalog, identity: Identity) -> pa.Table:
         if table is None:
             continue
         mine = table.filter(pc.is_in(table["sample_id"], pa.array(sorted(chosen), pa.string())))
-        persons = pa.array([chosen[s] for s in mine["sample_id"].to_pylist()], type=pa.string())
+        persons = map_values(mine["sample_id"], chosen.get)
         tables[name] = mine.set_column(mine.column_names.index("sample_id"), "sample_id", persons)
     return genomic.genomic_features(
         tables["variants"], read_table("genomic.clinvar", catalog, genomic.READ_COLUMNS["genomic.clinvar"]),

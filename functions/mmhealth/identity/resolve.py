@@ -26,11 +26,12 @@ Nothing is guessed beyond these: whatever none of them resolves is kept and list
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mmhealth.clinical.rows import IDENTIFIER_PREFIX
 from mmhealth.clinical.values import JOIN
@@ -250,15 +251,19 @@ def clinical_per_person(tables: dict[str, pa.Table], identity: Identity) -> dict
         if "patient_id" not in table.column_names:
             out[name] = table
             continue
-        values = table["patient_id"].to_pylist()
-        persons = [None if v is None else (person_of_reference(identity, v) or v) for v in values]
-        mapped = table.set_column(
-            table.column_names.index("patient_id"), "patient_id", pa.array(persons, type=pa.string())
-        )
+        persons = map_values(table["patient_id"], lambda v: person_of_reference(identity, v) or v)
+        mapped = table.set_column(table.column_names.index("patient_id"), "patient_id", persons)
         if name == "clinical.patient":  # a person's id is one of its Patients' ids: keep that Patient's row
-            mapped = mapped.filter(pa.array([p == v for p, v in zip(persons, values, strict=True)]))
+            mapped = mapped.filter(pc.equal(persons, table["patient_id"]))
         out[name] = mapped
     return out
+
+
+def map_values(values: pa.ChunkedArray, mapping: Callable[[str], str | None]) -> pa.ChunkedArray:
+    """`mapping` applied once per distinct value (a table has far fewer patients than rows); nulls stay."""
+    distinct = pc.unique(values).drop_null()
+    mapped = pa.array([mapping(v) for v in distinct.to_pylist()], type=pa.string())
+    return pc.take(mapped, pc.index_in(values, value_set=distinct))
 
 
 def one_sample_per_person(identity: Identity, kind: str, values: Iterable[str]) -> dict[str, str]:
