@@ -25,7 +25,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fhir-examples synthea-cohort browser bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
+.PHONY: help venv fhir-examples synthea-cohort browser test-prerequisites bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -84,8 +84,12 @@ integration: $(STAMP) ## Integration tests: the real state machine on the local 
 e2e: $(STAMP) $(SYNTHEA_COHORT)/.complete ## End-to-end: mmpipe local run on a generated cohort, and on a Synthea cohort
 	$(BIN)/pytest tests/e2e -q
 
-test: lint typecheck template-lint $(FHIR_EXAMPLES) $(SYNTHEA_COHORT)/.complete browser ## Every gate: lint, types, template, unit, integration, e2e
+test: ## Every gate: lint, types, template, unit, integration, e2e
+	$(MAKE) --no-print-directory --jobs=2 --output-sync=target test-prerequisites
 	$(BIN)/pytest tests -q --durations=15
+
+# Two at a time (the machine has 2 cores): the Synthea cohort is generated while .venv installs.
+test-prerequisites: lint typecheck template-lint $(FHIR_EXAMPLES) $(SYNTHEA_COHORT)/.complete browser
 
 demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS, no Docker)
 	rm -rf $(DEMO)
