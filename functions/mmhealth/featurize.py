@@ -107,7 +107,7 @@ UNLINKED_LISTED = 20  # per kind in the run summary; identity.links lists them a
 def resolve_identity(tables: dict[str, pa.Table], radiomics: pa.Table | None, catalog: Catalog) -> Identity:
     """identity.resolve on what the lake holds: Patients, the clinical references, linkage rows, VCF samples
     and the DICOM PatientIDs of the series with radiomics."""
-    patients = read_table("clinical.patient", catalog, ["resource_id", "identifiers"])
+    patients = read_table("clinical.patient", catalog, ["resource_id", "identifiers", "if_none_exist"])
     if patients is None:
         patients = pa.table(
             {"resource_id": pa.array([], pa.string()), "identifiers": pa.array([], pa.string())}

@@ -66,7 +66,16 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from mmhealth.clinical import r4
-from mmhealth.clinical.rows import OTHER_TABLE, TABLE_OF, MissingReference, Row, last_updated, other_resource
+from mmhealth.clinical.rows import (
+    IDENTIFIER_PREFIX,
+    OTHER_TABLE,
+    TABLE_OF,
+    MissingReference,
+    Row,
+    conditional_token,
+    last_updated,
+    other_resource,
+)
 from mmhealth.clinical.values import JsonObject, References, ShapeError, Target, json_kind
 from mmhealth.compression import gzip_damage_is_invalid_input
 from mmhealth.errors import InvalidInputError
@@ -357,10 +366,12 @@ class _TableRows:
 
 @dataclass(frozen=True)
 class _Where:
-    """Where a resource was read: its line, and its entry when it came from a Bundle."""
+    """Where a resource was read: its line, its entry when it came from a Bundle, and that entry's
+    conditional-create identifier (`request.ifNoneExist` = `identifier=system|value`), as `system|value`."""
 
     line: int | None
     entry: int | None = None
+    if_none_exist: str | None = None
 
 
 class _Flattener:
@@ -463,7 +474,9 @@ class _Flattener:
                 return
         table = TABLE_OF.get(resource_type)
         try:
-            version = (last_updated(resource, resource_type), self._position)
+            version: tuple[Any, ...] = (last_updated(resource, resource_type), self._position)
+            if resource_type == "Patient":  # its if_none_exist comes from the Bundle entry, not the resource
+                version = (where.if_none_exist, *version)
             if table is None:
                 rows = [(*other_resource(resource, refs), *version)]
                 self._other_types[resource_type] += 1
@@ -495,7 +508,7 @@ class _Flattener:
         full_urls, shared = _full_urls(entries)
         refs = References(full_urls, ambiguous=set(shared))
         for index, entry in enumerate(entries):
-            at = _Where(where.line, index)
+            at = _Where(where.line, index, _if_none_exist(entry))
             if type(entry) is not dict:
                 self._problem(
                     at, "invalid-resource", f"Bundle entry {index}: {json_kind(entry)}, not an object"
@@ -588,6 +601,15 @@ def _request_of(entry: JsonObject) -> str:
     request = entry.get("request")
     method = request.get("method") if type(request) is dict else None
     return f" (request {method})" if type(method) is str and method.isalpha() else ""
+
+
+def _if_none_exist(entry: JsonObject) -> str | None:
+    """`system|value` of an entry's `request.ifNoneExist` when it searches by identifier, else None: the
+    sender's statement that this resource is the one that identifier names (conditional create)."""
+    request = entry.get("request")
+    criterion = request.get("ifNoneExist") if type(request) is dict else None
+    token = conditional_token(f"Patient?{criterion}") if type(criterion) is str else None
+    return token.removeprefix(IDENTIFIER_PREFIX) if token else None
 
 
 def _uuid_of(full_url: Any) -> str | None:

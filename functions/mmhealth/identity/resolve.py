@@ -9,11 +9,11 @@ Sources (`identity.links.source_kind`):
 
 Rules, in the order they are tried (the first that applies links; `rule` records which):
 1. Patients are one person when they share an identifier (`system|value`, national ids excluded: they are
-   never flattened) - "shared identifier" - or a linkage row says so - "linkage file" (a `patient_id` row
-   joins two Patients; an `identifier` row joins every Patient carrying the identifier to its patient_id).
-   The person id is the Patient.id a linkage row names, else the smallest Patient.id of the group. This is
-   how an id-less Patient POSTed with `ifNoneExist` (its id is then its urn:uuid fullUrl) joins the
-   existing Patient its identifier names.
+   never flattened) - "shared identifier"; when a Patient was POSTed with `ifNoneExist=identifier=...`
+   that another Patient carries - "ifNoneExist" (an id-less POSTed Patient's id is its urn:uuid fullUrl);
+   or when a linkage row says so - "linkage file" (a `patient_id` row joins two Patients; an `identifier`
+   row joins every Patient carrying the identifier to its patient_id). The person id is the Patient.id a
+   linkage row names, else the smallest Patient.id of the group.
 2. A record's `identifier:system|value` resolves to the one person whose Patients carry that identifier
    ("identifier"), or that a linkage row names ("linkage file"). None: unlinked, "no delivered Patient
    carries it"; several: unlinked, ambiguous.
@@ -84,7 +84,8 @@ def resolve(
     samples: Iterable[str] = (),
     dicom_patient_ids: Iterable[str] = (),
 ) -> Identity:
-    """Apply the rules (module docstring). `patients`: clinical.patient's resource_id and identifiers;
+    """Apply the rules (module docstring). `patients`: clinical.patient's resource_id, identifiers and (when
+    present) if_none_exist;
     `references`: the patient_id values the clinical tables hold; `linkage`: identity.linkage rows."""
     ids = [str(p) for p in patients["resource_id"].to_pylist()]
     identifiers = _identifiers_of(ids, patients["identifiers"].to_pylist())
@@ -96,6 +97,11 @@ def resolve(
             holders[ident].add(patient)
     for ident in sorted(holders):
         groups.join(sorted(holders[ident]), "shared identifier")
+    # A conditional create (Bundle entry request.ifNoneExist=identifier=...) says: "this Patient is the one
+    # that identifier names, if there is one" - even when the resource does not carry the identifier itself.
+    criteria = patients["if_none_exist"].to_pylist() if "if_none_exist" in patients.column_names else []
+    for patient, ident in sorted((p, c) for p, c in zip(ids, criteria, strict=False) if c):
+        groups.join([patient, *sorted(holders.get(ident, set()) - {patient})], "ifNoneExist")
     for kind, value, target in links:
         if target not in groups.parent:
             continue

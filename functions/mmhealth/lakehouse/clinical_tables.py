@@ -51,6 +51,8 @@ CLINICAL_TABLES: dict[str, pa.Schema] = {
             pa.field("deceased_at", TS),
             *_code("marital_status"),
             pa.field("identifiers", pa.string()),  # "system|value" pairs joined by " ; " (MRN etc.)
+            # A Bundle entry's conditional create (request.ifNoneExist=identifier=system|value): "system|value"
+            pa.field("if_none_exist", pa.string()),
             *VERSION,
             *VERSIONED_LINEAGE,
         ]

@@ -427,3 +427,16 @@ def test_versions_of_one_resource_may_share_a_full_url(tmp_path: Path) -> None:
     assert result.problems == []
     assert rows(result) == {"clinical.condition": 1, "clinical.patient": 2}
     assert result.tables["clinical.condition"]["patient_id"].to_pylist() == ["pt-1"]
+
+
+def test_a_conditional_create_keeps_its_if_none_exist_identifier_on_the_patient_row(tmp_path: Path) -> None:
+    # Given a transaction POSTing an id-less Patient with ifNoneExist by identifier (as Synthea's packs do)
+    document = bundle([patient("ignored")])
+    del document["entry"][0]["resource"]["id"]
+    document["entry"][0]["fullUrl"] = "urn:uuid:0f5e"
+    document["entry"][0]["request"] = {"method": "POST", "url": "Patient",
+                                       "ifNoneExist": "identifier=urn%3Amrn%3Ahosp|MRN-7"}  # fmt: skip
+    result = flattened(write(tmp_path / "b.json", pretty(document)))
+    # Then the row is the uuid's, with the criterion decoded
+    row = result.tables["clinical.patient"].to_pylist()[0]
+    assert (row["resource_id"], row["if_none_exist"]) == ("0f5e", "urn:mrn:hosp|MRN-7")

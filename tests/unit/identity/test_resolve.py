@@ -106,3 +106,12 @@ def test_clinical_rows_move_to_their_person_and_the_links_table_round_trips() ->
     # One Patient row per person (the person's own), every record under the person; the unresolved kept
     assert per_person["clinical.patient"]["patient_id"].to_pylist() == ["main-1"]
     assert per_person["clinical.condition"]["patient_id"].to_pylist() == ["main-1", "main-1", "ghost"]
+
+
+def test_a_conditional_create_joins_the_patient_its_if_none_exist_identifier_names() -> None:
+    # Given an id-less POSTed Patient that does not carry the MRN itself, only names it in ifNoneExist
+    rows = patients(("main-1", f"{MRN}|42"), ("uuid-posted", None))
+    conditional = rows.append_column("if_none_exist", pa.array([None, f"{MRN}|42"], pa.string()))
+    # Then it is the main Patient's person; without the criterion it would be a person of its own
+    assert link(resolve(conditional, []), "patient_id", "uuid-posted") == ("main-1", "ifNoneExist")
+    assert link(resolve(rows, []), "patient_id", "uuid-posted") == ("uuid-posted", "patient resource")
