@@ -1,9 +1,13 @@
 """The fallback region: the imaged body (a head on a brain MR) when the network finds nothing.
 
 The segmenter was trained on synthetic phantoms only; on a real series it may find no lesion and no
-hippocampus. So that every consistent series still has radiomics, a series whose network regions are all
-smaller than MIN_NETWORK_VOXELS (on the network's grid) gets one region instead, label FOREGROUND_LABEL
-("foreground"), computed from the intensities alone:
+hippocampus, or mark scattered tissue that is neither (on real and realistic MR and CT it labelled tens to
+hundreds of millilitres). Two rules, on the network's grid:
+- a network region larger than MAX_PLAUSIBLE_ML for its label is not that structure and is not kept
+  (both hippocampi of an adult together are about 6-9 ml, so 12 ml; the training lesions were 0.15-6 ml
+  and white-matter lesion loads beyond 100 ml are exceptional, so 100 ml);
+- a series left with no network region of MIN_NETWORK_VOXELS voxels gets one region instead, label
+  FOREGROUND_LABEL ("foreground"), computed from the intensities alone:
 
 1. Otsu's threshold over the whole volume (SimpleITK OtsuThreshold, 128 histogram bins) separates the body
    from the air around it (MR and CT alike: air is the darkest class);
@@ -29,6 +33,19 @@ from radiomics_job import FALLBACK_LABEL_NAMES
 FOREGROUND_LABEL = next(iter(FALLBACK_LABEL_NAMES))  # 3
 MIN_NETWORK_VOXELS = 27  # 3 x 3 x 3: below this the network found nothing a texture can be computed on
 OTSU_BINS = 128
+
+
+MAX_PLAUSIBLE_ML = {1: 100.0, 2: 12.0}  # lesion, hippocampus (see the module docstring)
+
+
+def implausible(labels: npt.NDArray[np.uint8], voxel_ml: float) -> dict[int, float]:
+    """The network labels whose volume (ml) exceeds MAX_PLAUSIBLE_ML: {label: volume}."""
+    counts = np.bincount(labels.ravel(), minlength=FOREGROUND_LABEL)
+    return {
+        label: round(float(counts[label]) * voxel_ml, 1)
+        for label, limit in MAX_PLAUSIBLE_ML.items()
+        if counts[label] * voxel_ml > limit
+    }
 
 
 def network_found_nothing(labels: npt.NDArray[np.uint8]) -> bool:

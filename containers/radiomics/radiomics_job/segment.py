@@ -20,6 +20,7 @@ loaded with `weights_only=True` (no pickled code runs). model_version = file nam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,14 @@ import numpy.typing as npt
 import torch
 from monai.networks.nets.unet import UNet
 
-from radiomics_job.foreground import FOREGROUND_LABEL, foreground, network_found_nothing
+from radiomics_job import LABEL_NAMES
+from radiomics_job.foreground import (
+    FOREGROUND_LABEL,
+    MAX_PLAUSIBLE_ML,
+    foreground,
+    implausible,
+    network_found_nothing,
+)
 from radiomics_job.grid import Grid, Spacing, canonical, to_grid
 from radiomics_job.storage import file_version
 
@@ -54,6 +62,14 @@ LABELS = {"0": "background", "1": "lesion", "2": "hippocampus"}
 
 FloatVolume = npt.NDArray[np.float32]
 LabelVolume = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A label map on the volume's grid and why it differs from the network's answer (notes, may be empty)."""
+
+    labels: LabelVolume
+    notes: tuple[str, ...]
 
 
 def normalise(volume: npt.NDArray[Any]) -> FloatVolume:
@@ -155,17 +171,29 @@ class Segmenter:
     @torch.inference_mode()
     def predict(self, volume: npt.NDArray[Any], spacing: Spacing) -> LabelVolume:
         """The label map of a (slice, row, col) volume whose voxels are `spacing` (x, y, z) mm apart."""
+        # A constant volume has no structure to find; the network, never trained on one, would answer with a
+        # few stray voxels, so it is not asked (`segmentation` returns an empty label map).
+        return self.segmentation(volume, spacing).labels
+
+    def segmentation(self, volume: npt.NDArray[Any], spacing: Spacing) -> Segmentation:
+        """`predict` with the notes that say which network regions were dropped and why."""
         if volume.size == 0 or np.all(volume == volume.flat[0]):
-            # A constant volume has no structure to find; the network, never trained on one, would answer
-            # with a few stray voxels, so it is not asked.
-            return np.zeros(volume.shape, dtype=np.uint8)
+            return Segmentation(np.zeros(volume.shape, dtype=np.uint8), ())
         native = Grid.of_array(volume, spacing)
         grid = canonical(native)
         resampled = to_grid(volume, native, grid, labels=False)
         labels = self.segment(resampled)
+        notes = []
+        for label, ml in implausible(labels, voxel_ml=float(np.prod(grid.spacing)) / 1000.0).items():
+            labels[labels == label] = 0
+            notes.append(
+                f"network {LABEL_NAMES[label]} of {ml} ml not kept (over {MAX_PLAUSIBLE_ML[label]} ml)"
+            )
         if network_found_nothing(labels):
             labels = foreground(resampled) * np.uint8(FOREGROUND_LABEL)
-        return np.ascontiguousarray(to_grid(labels, grid, native, labels=True), dtype=np.uint8)
+            notes.append("no network region: the fallback region 'foreground' instead")
+        back = np.ascontiguousarray(to_grid(labels, grid, native, labels=True), dtype=np.uint8)
+        return Segmentation(back, tuple(notes))
 
     @torch.inference_mode()
     def segment(self, volume: npt.NDArray[Any]) -> LabelVolume:

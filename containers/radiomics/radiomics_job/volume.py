@@ -1,20 +1,57 @@
 """Assemble one DICOM series (one file per slice) into a correctly oriented SimpleITK volume.
 
 Geometry comes from the DICOM attributes, never from file names or InstanceNumber:
-- slice order: position of each ImagePositionPatient along the normal n = row_dir x col_dir
-  (ImageOrientationPatient = row_dir + col_dir);
+- slice order: position of each ImagePositionPatient along the series' normal, the normalised mean of the
+  slices' row_dir x col_dir (ImageOrientationPatient = row_dir + col_dir), as the Lambda orders them;
 - spacing: x = PixelSpacing[1] (between columns, along row_dir), y = PixelSpacing[0] (between rows, along
   col_dir), z = the mean distance between consecutive positions along n;
-- direction: the columns row_dir, col_dir, n (SimpleITK's row-major 3x3 matrix);
+- direction: the columns row_dir, col_dir, n = row_dir x col_dir of the first file, orthonormalised
+  (SimpleITK's row-major 3x3 matrix);
 - origin: ImagePositionPatient of the first slice along n;
 - values: stored * RescaleSlope + RescaleIntercept, slice by slice, as float32.
 The array of the returned image (sitk.GetArrayFromImage) is (slice, row, col), slices in position order.
 
 Rejected series raise SeriesError: a file that is not DICOM (not-dicom), a DICOM without pixel data
-(dicom-no-pixels), missing geometry attributes (dicom-no-geometry), pixel data that cannot be decoded
-(dicom-unsupported-transfer-syntax), orientation/size/pixel-spacing that differ between slices or positions
-that do not lie on one line along n (series-mixed-geometry), two slices at one position
-(series-duplicate-position), a gap larger than MISSING_SLICE_FACTOR x the median spacing (series-missing-slice).
+(dicom-no-pixels), missing geometry attributes or an ImageOrientationPatient that is not two orthogonal unit
+vectors within ORIENTATION_TOLERANCE (dicom-no-geometry), pixel data that cannot be decoded
+(dicom-unsupported-transfer-syntax), and, judged by the geometry rule below in this order: size,
+orientation or pixel spacing that differ between slices (series-mixed-geometry), two slices at one position
+(series-duplicate-position), a slice off the stacking line ("not stacked: ..." under series-mixed-geometry),
+a gap larger than MISSING_SLICE_FACTOR x the median spacing (series-missing-slice), a gap off the median by
+more than UNEVEN_SPACING_FRACTION ("uneven spacing: ..." under series-mixed-geometry). Details name the files.
+
+The geometry rule is the Lambda's (functions/mmhealth/imaging/series.py, which states it in full with its
+sources; this package cannot import it, so the numbers live in both places and
+tests/unit/imaging/test_geometry_rule.py asserts they are equal and that both judges agree). Scanners round
+positions and spacings (a real GE SIGNA brain series has positions on a 0.1 mm grid: slices 0.086 mm off the
+stacking line, gaps 1.4% off the median), so tolerances are relative to the series' own pixel and slice
+spacing rather than absolute millimetres:
+
+    ORIENTATION_TOLERANCE    1e-3  each direction cosine: largest minus smallest over the series (and per
+                                   file: |length - 1| of each direction, |row . column|)
+    PIXEL_SPACING_TOLERANCE  1e-3  PixelSpacing, each component: largest / smallest - 1
+    DUPLICATE_FRACTION       0.1   neighbours at most this x the mean spacing ((last - first) / (n - 1))
+                                   apart along the normal: one position
+    STACK_DRIFT_TOLERANCE    0.5   a position's distance from the normal line through the first slice, in
+                                   units of the first slice's smaller PixelSpacing: under half a pixel, every
+                                   pixel assembled on the stack stays nearer its true place than a neighbour's
+    MISSING_SLICE_FACTOR     1.5   a gap over this x the median gap: slices are missing
+    UNEVEN_SPACING_FRACTION  0.1   |gap / median gap - 1| above this: uneven spacing
+
+Sources, as series.py cites them: highdicom spatial.py `get_volume_positions` (gaps within
+`_DEFAULT_SPACING_RELATIVE_TOLERANCE` = 1e-2 of the mean spacing; stacking direction within
+`_DEFAULT_PERPENDICULAR_TOLERANCE` = 1e-3 of the normal in dot product; equal orientation and pixel
+spacing in its series reader), ITK itkImageSeriesReader (never rejects; warns when a gap is off the mean
+spacing by more than SpacingWarningRelThreshold = 1e-4 of it and records the largest deviation), GDCM
+gdcmIPPSorter (ZTolerance 1e-6 mm, DirCosTolerance 0, exact duplicate positions fail, no tilt check),
+dcm2niix nii_dicom_batch.cpp (cosines equal within 1e-4, gaps within kSliceTolerance = 0.2 mm else
+resampled, CT gantry tilt over 0.8 degrees resampled). The GE series above passes; highdicom's 1% spacing
+rule (one of its gaps is 1.005% off the mean) and this module's earlier 0.05-pixel drift limit (it drifts 0.10
+pixel) would refuse it for the rounding its scanner wrote.
+
+The judge measures what it accepted: the largest drift off the stacking line (mm) and the largest relative
+gap deviation, kept in the image's metadata (STACK_DRIFT_KEY, SLICE_SPACING_DEVIATION_KEY) and reported by
+`Geometry.of(image).as_json()`; the Lambda records the same two numbers in imaging.series.
 """
 
 from __future__ import annotations
@@ -44,11 +81,18 @@ from radiomics_job.errors import (
 
 FloatArray = npt.NDArray[np.float64]
 
+# The geometry rule (module docstring): the same numbers as mmhealth.imaging.series.
+ORIENTATION_TOLERANCE = 1e-3  # direction cosines: spread over the series, and orthonormality per file
+PIXEL_SPACING_TOLERANCE = 1e-3  # PixelSpacing: largest / smallest - 1, per component
+DUPLICATE_FRACTION = 0.1  # neighbours at most this x the mean spacing apart along the normal: one position
+STACK_DRIFT_TOLERANCE = 0.5  # off the normal line through slice 1 by more than this x its pixel spacing
 MISSING_SLICE_FACTOR = 1.5  # a step this many times the median spacing means a slice is missing
-DUPLICATE_TOLERANCE_MM = 0.01  # two positions closer than this along the normal are one position
-ORIENTATION_TOLERANCE = 1e-4  # direction cosines that differ by more are a different orientation
-IN_PLANE_TOLERANCE = 0.05  # positions off the stacking line by more than this x pixel spacing: mixed
+UNEVEN_SPACING_FRACTION = 0.1  # a step off the median by more than this fraction is uneven spacing
 PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Image metadata keys of what the judge accepted (absent for a single slice).
+STACK_DRIFT_KEY = "stack_drift_mm"
+SLICE_SPACING_DEVIATION_KEY = "slice_spacing_deviation"
+_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -59,6 +103,9 @@ class Geometry:
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float]
     direction: tuple[float, ...]
+    # What the geometry rule accepted (assemble_series); None for a single slice or an image from elsewhere.
+    stack_drift_mm: float | None = None
+    slice_spacing_deviation: float | None = None
 
     @classmethod
     def of(cls, image: sitk.Image) -> Geometry:
@@ -69,6 +116,8 @@ class Geometry:
             spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
             origin=(float(origin[0]), float(origin[1]), float(origin[2])),
             direction=tuple(float(v) for v in image.GetDirection()),  # type: ignore[no-untyped-call, unused-ignore]
+            stack_drift_mm=_measure(image, STACK_DRIFT_KEY),
+            slice_spacing_deviation=_measure(image, SLICE_SPACING_DEVIATION_KEY),
         )
 
     def apply(self, image: sitk.Image) -> sitk.Image:
@@ -89,7 +138,24 @@ class Geometry:
             "spacing_order": "xyz",
             "origin": [round(v, 6) for v in self.origin],
             "direction": [round(v, 9) for v in self.direction],
+            "stack_drift_mm": self.stack_drift_mm,
+            "slice_spacing_deviation": self.slice_spacing_deviation,
         }
+
+
+def _measure(image: sitk.Image, key: str) -> float | None:
+    if not image.HasMetaDataKey(key):  # type: ignore[no-untyped-call, unused-ignore]
+        return None
+    return float(image.GetMetaData(key))  # type: ignore[no-untyped-call, unused-ignore]
+
+
+@dataclass(frozen=True)
+class _Stack:
+    """The slices ordered along the series' normal, with what the geometry rule measured on them."""
+
+    ordered: list[_Slice]
+    stack_drift_mm: float | None  # None for a single slice
+    slice_spacing_deviation: float | None
 
 
 @dataclass(frozen=True)
@@ -124,30 +190,62 @@ def _geometry_of(path: Path, dataset: Dataset) -> _Slice:
     if orientation.shape != (6,) or position.shape != (3,) or len(spacing) != 2 or min(spacing) <= 0:
         raise SeriesError(DICOM_NO_GEOMETRY, f"{path.name}: malformed orientation, position or spacing")
     row, col = orientation[:3], orientation[3:]
-    if abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2 or abs(row @ col) > 1e-2:
-        raise SeriesError(DICOM_NO_GEOMETRY, f"{path.name}: ImageOrientationPatient is not orthonormal")
+    worst = max(
+        abs(float(np.linalg.norm(row)) - 1), abs(float(np.linalg.norm(col)) - 1), abs(float(row @ col))
+    )
+    if worst > ORIENTATION_TOLERANCE:  # the Lambda's dicom-invalid-value rule, same number
+        raise SeriesError(
+            DICOM_NO_GEOMETRY,
+            f"{path.name}: ImageOrientationPatient is not two orthogonal unit vectors (off by {worst:.3g}, "
+            f"tolerance {ORIENTATION_TOLERANCE:g})",
+        )
     return _Slice(path, dataset, orientation, position, (spacing[0], spacing[1]), shape)
 
 
 def _check_same_frame(slices: Sequence[_Slice]) -> None:
+    """Same size and FrameOfReferenceUID (an absent one differs from a present one, as in the Lambda), and
+    orientation and pixel spacing within the rule's spread: series-mixed-geometry otherwise."""
     first = slices[0]
     for other in slices[1:]:
-        if np.max(np.abs(other.orientation - first.orientation)) > ORIENTATION_TOLERANCE:
-            raise SeriesError(
-                SERIES_MIXED_GEOMETRY,
-                f"{other.path.name}: orientation {other.orientation.tolist()} differs from "
-                f"{first.path.name}: {first.orientation.tolist()}",
-            )
         if other.shape != first.shape:
             raise SeriesError(
                 SERIES_MIXED_GEOMETRY,
                 f"{other.path.name}: {other.shape} pixels, {first.path.name}: {first.shape}",
             )
-        if max(abs(a - b) for a, b in zip(other.pixel_spacing, first.pixel_spacing, strict=True)) > 1e-4:
-            raise SeriesError(
-                SERIES_MIXED_GEOMETRY,
-                f"{other.path.name}: pixel spacing {other.pixel_spacing}, {first.path.name}: {first.pixel_spacing}",
-            )
+    frames = {str(s.dataset.get("FrameOfReferenceUID") or "") for s in slices}
+    if len(frames) > 1:
+        raise SeriesError(
+            SERIES_MIXED_GEOMETRY,
+            f"FrameOfReferenceUID differs: {len(frames)} distinct values (an absent one counts) over "
+            f"{len(slices)} files",
+        )
+    orientation = np.array([s.orientation for s in slices])
+    spread = orientation.max(axis=0) - orientation.min(axis=0)
+    if spread.max() > ORIENTATION_TOLERANCE:
+        cosine = int(np.argmax(spread))
+        low, high = (
+            slices[int(np.argmin(orientation[:, cosine]))],
+            slices[int(np.argmax(orientation[:, cosine]))],
+        )
+        raise SeriesError(
+            SERIES_MIXED_GEOMETRY,
+            f"ImageOrientationPatient differs by {spread[cosine]:.4g} in a direction cosine (tolerance "
+            f"{ORIENTATION_TOLERANCE:g}): {high.path.name} {high.orientation.tolist()}, "
+            f"{low.path.name} {low.orientation.tolist()}",
+        )
+    spacing = np.array([s.pixel_spacing for s in slices])
+    relative = spacing.max(axis=0) / spacing.min(axis=0) - 1.0
+    if relative.max() > PIXEL_SPACING_TOLERANCE:
+        component = int(np.argmax(relative))
+        low, high = (
+            slices[int(np.argmin(spacing[:, component]))],
+            slices[int(np.argmax(spacing[:, component]))],
+        )
+        raise SeriesError(
+            SERIES_MIXED_GEOMETRY,
+            f"PixelSpacing differs by {relative[component]:.2%} (tolerance {PIXEL_SPACING_TOLERANCE:.1%}): "
+            f"{high.path.name} {list(high.pixel_spacing)}, {low.path.name} {list(low.pixel_spacing)} (mm)",
+        )
 
 
 def _unit_axes(orientation: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -159,45 +257,89 @@ def _unit_axes(orientation: FloatArray) -> tuple[FloatArray, FloatArray, FloatAr
     return row, col, normal
 
 
-def _order_and_spacing(slices: list[_Slice], normal: FloatArray) -> tuple[list[_Slice], float]:
-    """Slices sorted along the normal and the slice spacing; raises on duplicates, gaps and shear."""
-    ordered = sorted(slices, key=lambda s: float(s.position @ normal))
-    distances = np.array([float(s.position @ normal) for s in ordered])
+def _stack_normal(slices: Sequence[_Slice]) -> FloatArray:
+    """The normalised mean of the slices' normals (the Lambda's series normal); the first's if they cancel."""
+    orientation = np.array([s.orientation for s in slices])
+    normals = np.cross(orientation[:, :3], orientation[:, 3:])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    mean = normals.mean(axis=0)
+    length = float(np.linalg.norm(mean))
+    return mean / length if length > 1e-6 else normals[0]
+
+
+def _vector(values: FloatArray) -> str:
+    return "[" + ", ".join(f"{round(float(v), 4) + 0.0:.4f}".rstrip("0").rstrip(".") for v in values) + "]"
+
+
+def _judge_stack(slices: Sequence[_Slice]) -> _Stack:
+    """Order the slices along the series' normal and apply the stacking half of the geometry rule, in the
+    Lambda's order: duplicate positions, drift off the stacking line, missing slices, uneven spacing."""
+    normal = _stack_normal(slices)
+    along = np.array([float(s.position @ normal) for s in slices])
+    order = np.argsort(along, kind="stable")
+    ordered = [slices[i] for i in order]
+    along = along[order]
+    count = len(ordered)
+    if count == 1:
+        return _Stack(ordered, None, None)
+    names = [s.path.name for s in ordered]
+    gaps = np.diff(along)
+    mean = float((along[-1] - along[0]) / (count - 1))
+    duplicate = np.flatnonzero(gaps <= DUPLICATE_FRACTION * mean)
+    if duplicate.size:
+        k = int(duplicate[0])
+        raise SeriesError(
+            SERIES_DUPLICATE_POSITION,
+            f"{names[k]} and {names[k + 1]} are {gaps[k]:.3f} mm apart at {along[k]:.3f} mm along the normal "
+            f"{_vector(normal)}: at most {DUPLICATE_FRACTION:.0%} of the mean spacing {mean:.3f} mm "
+            f"({duplicate.size} such pair(s) among {count} slices)",
+        )
+    positions = np.array([s.position for s in ordered])
+    offset = positions - positions[0]
+    drift = np.linalg.norm(offset - (offset @ normal)[:, None] * normal, axis=1)
+    pixel = min(ordered[0].pixel_spacing)
+    tolerance = STACK_DRIFT_TOLERANCE * pixel
+    if drift.max() > tolerance:
+        k = int(np.argmax(drift))
+        raise SeriesError(
+            SERIES_MIXED_GEOMETRY,
+            f"not stacked: {names[k]} (slice {k + 1} of {count}) lies {drift[k]:.3f} mm off the normal "
+            f"{_vector(normal)} through {names[0]} (slice 1), {drift[k] / pixel:.2f} x its pixel spacing "
+            f"{pixel:g} mm (tolerance {STACK_DRIFT_TOLERANCE:g} x, {tolerance:.3f} mm; "
+            f"{np.count_nonzero(drift > tolerance)} slices beyond it): gantry tilt or a sheared stack",
+        )
+    median = float(np.median(gaps))
+    ratio = gaps / median
+    missing = np.flatnonzero(ratio > MISSING_SLICE_FACTOR)
+    if missing.size:
+        k = int(missing[0])
+        raise SeriesError(
+            SERIES_MISSING_SLICE,
+            f"gap of {gaps[k]:.3f} mm between {names[k]} and {names[k + 1]} (median spacing {median:.3f} mm): "
+            f"about {round(ratio[k]) - 1} slice(s) missing ({missing.size} such gap(s) among {count} slices)",
+        )
+    deviation = np.abs(ratio - 1.0)
+    uneven = np.flatnonzero(deviation > UNEVEN_SPACING_FRACTION)
+    if uneven.size:
+        k = int(uneven[0])
+        raise SeriesError(
+            SERIES_MIXED_GEOMETRY,
+            f"uneven spacing: {gaps[k]:.3f} mm between {names[k]} and {names[k + 1]}, {ratio[k] - 1:+.1%} off "
+            f"the median spacing {median:.3f} mm (tolerance {UNEVEN_SPACING_FRACTION:.0%}; {uneven.size} such "
+            f"gap(s) among {count} slices)",
+        )
+    return _Stack(ordered, round(float(drift.max()), _DECIMALS), round(float(deviation.max()), _DECIMALS))
+
+
+def _slice_spacing(ordered: list[_Slice], normal: FloatArray) -> float:
+    """The mean distance between consecutive positions along the image's normal; a single slice's
+    SpacingBetweenSlices, else its SliceThickness, else 1."""
     if len(ordered) == 1:
         dataset = ordered[0].dataset
         thickness = dataset.get("SpacingBetweenSlices") or dataset.get("SliceThickness") or 1.0
-        return ordered, float(thickness)
-    steps = np.diff(distances)
-    for k, step in enumerate(steps):
-        if step < DUPLICATE_TOLERANCE_MM:
-            raise SeriesError(
-                SERIES_DUPLICATE_POSITION,
-                f"{ordered[k].path.name} and {ordered[k + 1].path.name} are both at {distances[k]:.3f} mm "
-                "along the slice normal",
-            )
-    median = float(np.median(steps))
-    for k, step in enumerate(steps):
-        if step > MISSING_SLICE_FACTOR * median:
-            raise SeriesError(
-                SERIES_MISSING_SLICE,
-                f"gap of {step:.3f} mm between {ordered[k].path.name} and {ordered[k + 1].path.name} "
-                f"(median spacing {median:.3f} mm): about {round(step / median) - 1} slice(s) missing",
-            )
-        if step < median / MISSING_SLICE_FACTOR:
-            raise SeriesError(
-                SERIES_MIXED_GEOMETRY,
-                f"irregular spacing: {step:.3f} mm between {ordered[k].path.name} and "
-                f"{ordered[k + 1].path.name} (median {median:.3f} mm)",
-            )
-    # Every position must lie on the line origin + t * normal (no gantry tilt / shear, no second stack).
-    offsets = np.array([s.position - (s.position @ normal) * normal for s in ordered])
-    drift = float(np.max(np.linalg.norm(offsets - offsets[0], axis=1)))
-    if drift > IN_PLANE_TOLERANCE * min(ordered[0].pixel_spacing):
-        raise SeriesError(
-            SERIES_MIXED_GEOMETRY,
-            f"slice positions drift {drift:.3f} mm in-plane: not one stack along the normal",
-        )
-    return ordered, float((distances[-1] - distances[0]) / (len(ordered) - 1))
+        return float(thickness)
+    first, last = float(ordered[0].position @ normal), float(ordered[-1].position @ normal)
+    return (last - first) / (len(ordered) - 1)
 
 
 def _pixels(item: _Slice) -> npt.NDArray[np.float32]:
@@ -226,12 +368,17 @@ def assemble_series(paths: Sequence[Path]) -> sitk.Image:
         raise SeriesError(NOT_DICOM, "the series has no instances")
     slices = [_geometry_of(path, read_dicom(path)) for path in paths]
     _check_same_frame(slices)
+    stack = _judge_stack(slices)
+    ordered = stack.ordered
     row, col, normal = _unit_axes(slices[0].orientation)
-    ordered, slice_spacing = _order_and_spacing(slices, normal)
+    slice_spacing = _slice_spacing(ordered, normal)
     volume = np.stack([_pixels(item) for item in ordered])
     image = sitk.GetImageFromArray(volume)
     row_spacing, column_spacing = ordered[0].pixel_spacing
     image.SetSpacing((column_spacing, row_spacing, slice_spacing))  # type: ignore[no-untyped-call, unused-ignore]
     image.SetOrigin(tuple(float(v) for v in ordered[0].position))  # type: ignore[no-untyped-call, unused-ignore]
     image.SetDirection(tuple(float(v) for v in np.column_stack([row, col, normal]).ravel()))  # type: ignore[no-untyped-call, unused-ignore]
+    if stack.stack_drift_mm is not None and stack.slice_spacing_deviation is not None:
+        image.SetMetaData(STACK_DRIFT_KEY, repr(stack.stack_drift_mm))  # type: ignore[no-untyped-call, unused-ignore]
+        image.SetMetaData(SLICE_SPACING_DEVIATION_KEY, repr(stack.slice_spacing_deviation))  # type: ignore[no-untyped-call, unused-ignore]
     return image

@@ -162,7 +162,9 @@ _GEOMETRY = ("PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient")
 _FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
 
 # Largest deviation from unit length, and from orthogonality (the dot product), of the row and column
-# direction cosines. nibabel rejects 5e-5; 1e-3 still accepts writers that keep only 4 decimals.
+# direction cosines. nibabel rejects 5e-5; 1e-3 still accepts writers that keep only 4 decimals. The same
+# number bounds the spread of each cosine over a series (series.py's geometry rule, with its sources) and the
+# radiomics container's checks (radiomics_job/volume.py; tests/unit/imaging/test_geometry_rule.py).
 ORIENTATION_TOLERANCE = 1e-3
 
 _PIXEL_ELEMENTS = {0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData", 0x7FE00010: "PixelData"}

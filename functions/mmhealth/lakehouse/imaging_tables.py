@@ -65,6 +65,15 @@ IMAGING_SERIES = pa.schema(
         pa.field("pixel_spacing", FLOAT_LIST, nullable=False),  # [row, column] spacing in mm
         # Median distance between neighbouring slices along the normal (mm); null for a single slice.
         pa.field("slice_spacing", pa.float64()),
+        # The imprecision the geometry rule (imaging/series.py) accepted, rounded to 6 decimals; null for a
+        # single slice, and in rows written before these columns existed (added to an existing table on the
+        # next commit, as every nullable column is: catalog.ensure_table):
+        # - the largest distance (mm) of a slice's ImagePositionPatient from the line along the normal
+        #   through the first slice (gantry tilt, shear, rounding); at most 0.5 x the smaller pixel spacing
+        pa.field("stack_drift_mm", pa.float64()),
+        # - the largest |gap / slice_spacing - 1| over the gaps between neighbouring slices (a fraction,
+        #   0.014 = 1.4%); at most 0.1
+        pa.field("slice_spacing_deviation", pa.float64()),
         pa.field("slice_thickness", pa.float64()),  # SliceThickness of the first slice
         pa.field("image_orientation", FLOAT_LIST, nullable=False),  # of the first slice
         pa.field("normal", FLOAT_LIST, nullable=False),  # unit row x column direction, the stacking axis

@@ -92,6 +92,9 @@ def test_a_synthetic_series_is_summarised_with_the_plans_geometry(
     assert (row["study_date"], row["body_part"]) == (plan.study_date, "BRAIN")
     assert row["frame_of_reference_uid"] == plan.frame_of_reference_uid
     assert (row["transfer_syntaxes"], row["image_set_id"]) == ("1.2.840.10008.1.2.1", None)
+    # what the geometry rule accepted is recorded: only the rounding of the written DS values
+    assert 0.0 <= row["stack_drift_mm"] < 1e-3
+    assert 0.0 <= row["slice_spacing_deviation"] < 1e-5
     # lineage: the first slice's key, a stable id of the series, this run
     first_key = DELIVERY + synthetic.file_of_slice(0).name
     assert (row["source_key"], row["object_id"], row["run_id"]) == (
@@ -137,6 +140,7 @@ def test_a_single_slice_series_is_consistent_without_a_spacing(tmp_path: Path) -
     assert summary.problems == []
     row = summary.series.to_pylist()[0]
     assert (row["slice_count"], row["slice_spacing"], row["normal"]) == (1, None, [0.0, 0.0, 1.0])
+    assert (row["stack_drift_mm"], row["slice_spacing_deviation"]) == (None, None)
     assert row["first_position"] == row["last_position"]
 
 
@@ -257,9 +261,11 @@ def test_a_slice_with_another_orientation_is_mixed_geometry(tmp_path: Path, obli
     # Then the orientations are tallied
     column = [f"{v:.4f}".rstrip("0").rstrip(".") for v in oblique.plan.column_direction[1:]]
     tilted = f"[1, 0, 0, 0, {column[0]}, {column[1]}]"
+    spread = max(abs(oblique.plan.column_direction[1] - 1), abs(oblique.plan.column_direction[2]))
     assert problem.reason == "series-mixed-geometry"
     assert problem.detail == (
-        f"ImageOrientationPatient differs: {oblique.plan.slices - 1} x {tilted}, 1 x [1, 0, 0, 0, 1, 0]"
+        f"ImageOrientationPatient differs by up to {spread:.4g} in a direction cosine (tolerance 0.001): "
+        f"{oblique.plan.slices - 1} x {tilted}, 1 x [1, 0, 0, 0, 1, 0]"
     )
 
 
@@ -276,7 +282,7 @@ def test_mixed_sizes_spacings_and_frames_of_reference_are_all_named(tmp_path: Pa
     assert problem.reason == "series-mixed-geometry"
     assert problem.detail.split("; ") == [
         "Rows x Columns differ: 3 x 8x8, 1 x 4x8",
-        "PixelSpacing differs: 3 x [0.5, 0.5], 1 x [0.6, 0.6] (mm)",
+        "PixelSpacing differs by up to 20.00% (tolerance 0.1%): 3 x [0.5, 0.5], 1 x [0.6, 0.6] (mm)",
         "FrameOfReferenceUID differs: 2 distinct values (an absent one counts) over 4 instances",
     ]
 
@@ -291,10 +297,11 @@ def test_two_instances_at_one_position_are_duplicate_position(tmp_path: Path) ->
     # When it is summarised
     problem = only_problem(index_files(paths, root=tmp_path))
 
-    # Then the pair is named by slice number and position
+    # Then the pair is named by slice number and position, beside the tolerance (8 mm over 5 gaps)
     assert problem.reason == "series-duplicate-position"
     assert problem.detail == (
-        "1 pair(s) of the 6 slices share a position along the normal [0, 0, 1]: slices 3 and 4 both at -16.000 mm"
+        "1 pair(s) of the 6 slices share a position along the normal [0, 0, 1] (at most 10% of the mean "
+        "spacing 1.600 mm apart): slices 3 and 4 at -16.000 mm (0.000 mm apart)"
     )
     assert len(problem.object_ids) == 6
 
@@ -319,7 +326,7 @@ def test_irregular_but_not_missing_spacing_is_uneven(tmp_path: Path) -> None:
     problem = only_problem(index_files(write_stack(tmp_path, positions), root=tmp_path))
     assert (problem.reason, problem.detail) == (
         "series-uneven-spacing",
-        "1 gap(s) off the median spacing 2.000 mm by more than 10%: 2.500 mm between slices 4 and 5",
+        "1 gap(s) off the median spacing 2.000 mm by more than 10%: 2.500 mm between slices 4 and 5 (+25.0%)",
     )
 
 

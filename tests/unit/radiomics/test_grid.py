@@ -84,3 +84,16 @@ def test_the_network_found_nothing_below_a_3x3x3_region() -> None:
     labels[2:5, 2:5, 2:5] = 2  # 27 voxels of hippocampus
     assert not network_found_nothing(labels)
     assert FOREGROUND_LABEL == 3
+
+
+def test_network_regions_larger_than_their_anatomy_are_implausible() -> None:
+    from radiomics_job.foreground import MAX_PLAUSIBLE_ML, implausible
+
+    labels = np.zeros((20, 50, 50), dtype=np.uint8)
+    labels[:10] = 2  # 25,000 voxels of "hippocampus"
+    labels[10:11, :10, :10] = 1  # 100 voxels of lesion
+    # At 1 mm^3 voxels the hippocampus is 25 ml (over 12 ml), the lesion 0.1 ml
+    assert implausible(labels, voxel_ml=0.001) == {2: 25.0}
+    assert MAX_PLAUSIBLE_ML[2] < 25.0 < MAX_PLAUSIBLE_ML[1]
+    # At 0.1 mm^3 voxels both are plausible
+    assert implausible(labels, voxel_ml=0.0001) == {}

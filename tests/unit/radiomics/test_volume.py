@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from radiomics_job.errors import SeriesError
-from radiomics_job.volume import assemble_series
+from radiomics_job.volume import Geometry, assemble_series
 from tests.unit.radiomics.dicom_series import (
     SeriesSpec,
     dataset,
@@ -44,6 +44,12 @@ def test_an_oblique_series_in_shuffled_files_is_assembled_with_its_values_and_ge
         + last[0] * spec.pixel_spacing[1] * spec.axes[:, 0]
     )
     np.testing.assert_allclose(image.TransformIndexToPhysicalPoint(last), world, atol=1e-4)
+    # and the geometry rule measured only the rounding of the written positions (6 decimals)
+    geometry = Geometry.of(image)
+    assert geometry.stack_drift_mm is not None
+    assert geometry.slice_spacing_deviation is not None
+    assert geometry.stack_drift_mm < 1e-5
+    assert geometry.slice_spacing_deviation < 1e-5
 
 
 def test_a_synthetic_series_matches_the_generators_geometry_and_mask(synthetic_delivery: Path) -> None:
@@ -117,3 +123,6 @@ def test_a_single_slice_takes_its_thickness_as_spacing(tmp_path: Path) -> None:
     image = assemble_series(write_series(spec, tmp_path / "one"))
     assert image.GetSize() == (8, 8, 1)
     assert image.GetSpacing()[2] == pytest.approx(3.0)
+    # nothing stacked, nothing measured
+    geometry = Geometry.of(image).as_json()
+    assert (geometry["stack_drift_mm"], geometry["slice_spacing_deviation"]) == (None, None)
