@@ -29,14 +29,14 @@ from radiomics.featureextractor import RadiomicsFeatureExtractor
 radiomics.setVerbosity(logging.ERROR)
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 from pathlib import Path
-from radiomics_job import DEFAULT_PARAMS, LABEL_NAMES
+from radiomics_job import HOME, LABEL_NAMES
 from radiomics_job.volume import assemble_series
 manifest = json.loads(Path(sys.argv[1]).read_text())
 image = assemble_series([Path(p) for p in manifest["instances"]])
 mask = sitk.ReadImage(sys.argv[2])
 mask.CopyInformation(image)
 labels = sitk.GetArrayFromImage(mask)
-extractor = RadiomicsFeatureExtractor(str(DEFAULT_PARAMS))
+extractor = RadiomicsFeatureExtractor(str(HOME / "params" / "radiomics-v1.yaml"))
 seconds = {}
 for label, name in LABEL_NAMES.items():
     if np.any(labels == label):

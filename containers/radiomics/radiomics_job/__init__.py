@@ -14,7 +14,8 @@ __version__ = "1.1.0"
 # (/opt/radiomics/); --weights / --params override them.
 HOME = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = HOME / "model" / "segmenter-v1.pt"
-DEFAULT_PARAMS = HOME / "params" / "radiomics-v1.yaml"
+DEFAULT_PARAMS = HOME / "params" / "radiomics-v2.yaml"
+DEFAULT_FALLBACK_PARAMS = HOME / "params" / "radiomics-foreground-v1.yaml"
 
 # The network's regions (the labels it was trained on), and the fallback region (foreground.py) a series
 # gets instead when the network finds none. Features list the network's regions always, the fallback when used.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 NOT_DICOM = "not-dicom"
 DICOM_NO_PIXELS = "dicom-no-pixels"
 DICOM_NO_GEOMETRY = "dicom-no-geometry"
@@ -10,6 +12,9 @@ SERIES_MISSING_SLICE = "series-missing-slice"
 SERIES_MIXED_GEOMETRY = "series-mixed-geometry"
 SERIES_DUPLICATE_POSITION = "series-duplicate-position"
 SERIES_DOWNLOAD_FAILED = "series-download-failed"
+SERIES_TIMEOUT = "series-timeout"  # the series ran past --series-timeout: its worker was stopped
+WORKER_DIED = "worker-died"  # the worker process died under the series (killed, out of memory, a segfault)
+OUTPUT_FAILED = "output-failed"  # the series' features document or mask could not be written or uploaded
 EMPTY_MASK = "empty-mask"
 MANIFEST_INVALID = "manifest-invalid"
 INTERNAL_ERROR = "internal-error"
@@ -24,6 +29,9 @@ REASONS = frozenset(
         SERIES_MIXED_GEOMETRY,
         SERIES_DUPLICATE_POSITION,
         SERIES_DOWNLOAD_FAILED,
+        SERIES_TIMEOUT,
+        WORKER_DIED,
+        OUTPUT_FAILED,
         EMPTY_MASK,
         MANIFEST_INVALID,
         INTERNAL_ERROR,
@@ -42,5 +50,12 @@ class SeriesError(Exception):
         self.detail = detail
 
     def __reduce__(self) -> tuple[type[SeriesError], tuple[str, str]]:
-        # Crosses process boundaries (the worker pool) intact.
+        # Crosses process boundaries (the worker pipes) intact.
         return (SeriesError, (self.reason, self.detail))
+
+
+def describe(error: BaseException) -> str:
+    """`<type>: <message> at <file>:<line>` of the innermost frame: the detail of an unexpected error."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"

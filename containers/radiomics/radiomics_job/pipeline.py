@@ -1,27 +1,30 @@
 """Run the job over a set of manifests: load -> segment -> extract -> write, series by series.
 
-Parallel design (a pool of `workers` spawned processes, each with its own pyradiomics extractor and one
-ITK thread; at most 2 x workers series in flight, so memory stays bounded whatever the number of manifests):
+Parallel design (`workers` supervised processes - workers.py - each with its own pyradiomics extractor and
+one ITK thread, each given one series at a time, so memory stays bounded whatever the number of manifests):
 - CPU: each worker runs a whole series - load (download + DICOM decode + assembly), segment (its own copy of
   the network, one torch thread), extract (pyradiomics). Segmentation is the largest stage, so it must
   scale with the workers too.
 - CUDA: workers load and extract; segmentation runs in this process, which holds the one copy of the
-  network on the GPU (one CUDA context, one series per forward pass) while the pool keeps it fed.
-With workers == 1 everything runs inline in this process (no pool), which is what tests and debugging use.
+  network on the GPU (one CUDA context, one series per forward pass) while the workers keep it fed.
+
+Isolation: nothing about one series stops the others. A series past `series_timeout` seconds in its worker
+(load + extract on CUDA, the whole series on CPU) is stopped with its worker (series-timeout); a worker that
+dies under a series - killed, out of memory, a segfault in a C decoder - fails that series only
+(worker-died, with the exit code or signal); either way a fresh worker takes the next series. Only with
+workers == 1 and no time limit does everything run inline in this process (no isolation: debugging, tests).
 
 Every series ends with features/<series_uid>.json (status ok or error with a reason) and, once segmented,
-masks/<series_uid>.nii.gz. A failure in one series never stops the others.
+masks/<series_uid>.nii.gz; `finish` (the caller's writer) is called once per series, in this process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
+import math
 import time
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from radiomics_job.errors import EMPTY_MASK, INTERNAL_ERROR, SERIES_DOWNLOAD_FAILED, SeriesError
+from radiomics_job.errors import (
+    EMPTY_MASK,
+    INTERNAL_ERROR,
+    SERIES_DOWNLOAD_FAILED,
+    SERIES_TIMEOUT,
+    WORKER_DIED,
+    SeriesError,
+    describe,
+)
 from radiomics_job.manifest import SeriesManifest, parse_manifest
 from radiomics_job.storage import download, is_s3, remove_tree
+from radiomics_job.workers import COMPLETED, DIED, TIMED_OUT, Done, Supervisor, Task, report_stage
 
 log = logging.getLogger("radiomics_job")
 
@@ -53,6 +65,7 @@ class SeriesOutcome:
     volume: npt.NDArray[np.float32] | None = None
     geometry: Any = None  # volume.Geometry (kept Any so this module does not import SimpleITK)
     labels: npt.NDArray[np.uint8] | None = None
+    notes: list[str] = field(default_factory=list)  # the segmenter's: regions not kept, fallback used
     regions: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float | None] = field(
         default_factory=lambda: {"load": None, "segment": None, "extract": None, "total": None}
@@ -65,16 +78,19 @@ class SeriesOutcome:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stages (module-level functions: the pool pickles them by name)
+# Stages (module-level functions: the supervisor sends them to workers by name)
 # ---------------------------------------------------------------------------------------------------------
 
 _extractor: Any = None
 _segment_in_worker: Any = None
 
 
-def init_worker(params: str, single_threaded: bool, weights: str | None = None) -> None:
-    """Pool initializer: one pyradiomics extractor per process; ITK (and torch) on one thread when there
-    are many; with `weights`, this process also segments (on CPU)."""
+def init_worker(
+    params: str, single_threaded: bool, weights: str | None = None, fallback_params: str | None = None
+) -> None:
+    """Worker initializer: one pyradiomics extractor per process (the fallback region's parameters beside
+    the network regions'); ITK (and torch) on one thread when there are many; with `weights`, this process
+    also segments (on CPU)."""
     global _extractor, _segment_in_worker
     import SimpleITK as sitk
 
@@ -82,7 +98,7 @@ def init_worker(params: str, single_threaded: bool, weights: str | None = None) 
 
     if single_threaded:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # type: ignore[no-untyped-call, unused-ignore]
-    _extractor = FeatureExtractor(Path(params))
+    _extractor = FeatureExtractor(Path(params), Path(fallback_params) if fallback_params else None)
     if weights is not None:
         import torch
 
@@ -90,7 +106,7 @@ def init_worker(params: str, single_threaded: bool, weights: str | None = None) 
 
         if single_threaded:
             torch.set_num_threads(1)
-        _segment_in_worker = Segmenter(Path(weights), torch.device("cpu")).predict
+        _segment_in_worker = Segmenter(Path(weights), torch.device("cpu")).segmentation
 
 
 def _fetch(manifest: SeriesManifest, scratch: Path) -> list[Path]:
@@ -122,9 +138,10 @@ def load(source: Source, scratch_root: str) -> SeriesOutcome:
 
     from radiomics_job.volume import Geometry, assemble_series
 
+    report_stage("load")
     started = time.perf_counter()
     outcome = SeriesOutcome(source)
-    scratch = Path(scratch_root) / f"series-{source.name}"
+    scratch = _scratch(scratch_root, source)
     try:
         try:
             outcome.manifest = parse_manifest(source.name, read_source(source, scratch))
@@ -136,7 +153,7 @@ def load(source: Source, scratch_root: str) -> SeriesOutcome:
     except SeriesError as error:
         outcome.fail(error.reason, error.detail)
     except Exception as error:  # a bug must not stop the other series; the traceback goes to the record
-        outcome.fail(INTERNAL_ERROR, _describe(error))
+        outcome.fail(INTERNAL_ERROR, describe(error))
     finally:
         remove_tree(scratch)
     outcome.seconds["load"] = round(time.perf_counter() - started, 4)
@@ -147,6 +164,7 @@ def extract(outcome: SeriesOutcome, mask_path: str) -> SeriesOutcome:
     """Write the label map as NIfTI and compute features per region. Never raises."""
     import SimpleITK as sitk
 
+    report_stage("extract")
     started = time.perf_counter()
     try:
         if outcome.volume is None or outcome.labels is None:
@@ -160,16 +178,14 @@ def extract(outcome: SeriesOutcome, mask_path: str) -> SeriesOutcome:
         if not np.any(outcome.labels):
             outcome.fail(EMPTY_MASK, "the segmentation found no voxel of any region")
     except Exception as error:
-        outcome.fail(INTERNAL_ERROR, _describe(error))
+        outcome.fail(INTERNAL_ERROR, describe(error))
     outcome.volume = outcome.labels = None  # nothing big travels back
     outcome.seconds["extract"] = round(time.perf_counter() - started, 4)
     return outcome
 
 
-def _describe(error: BaseException) -> str:
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
-    return f"{type(error).__name__}: {error}{where}"
+def _scratch(scratch_root: str, source: Source) -> Path:
+    return Path(scratch_root) / f"series-{source.name}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,20 +200,26 @@ class RunSettings:
     params: Path
     mask_dir: Path  # local folder the masks are written to (the output, or scratch before upload)
     worker_weights: Path | None = None  # set: workers segment on CPU themselves (see the module docstring)
+    series_timeout: float = 0.0  # seconds a series may spend in its worker; 0: no limit
+    fallback_params: Path | None = None  # the fallback region's parameters (None: the job's default)
 
 
-Segment = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.uint8]]
+# (volume (slice, row, col), spacing in mm in SimpleITK's (x, y, z) order) -> segment.Segmentation (a label
+# map and the segmenter's notes; typed Any so this module does not import torch)
+Segment = Callable[[npt.NDArray[np.float32], tuple[float, float, float]], Any]
 Finish = Callable[[SeriesOutcome], None]
 
 
 def _segment(outcome: SeriesOutcome, segment: Segment) -> SeriesOutcome:
+    report_stage("segment")
     started = time.perf_counter()
     try:
-        if outcome.volume is None:
+        if outcome.volume is None or outcome.geometry is None:
             raise RuntimeError("segment needs a loaded series")
-        outcome.labels = segment(outcome.volume)
+        segmentation = segment(outcome.volume, outcome.geometry.spacing)
+        outcome.labels, outcome.notes = segmentation.labels, list(segmentation.notes)
     except Exception as error:
-        outcome.fail(INTERNAL_ERROR, _describe(error))
+        outcome.fail(INTERNAL_ERROR, describe(error))
         outcome.volume = None
     outcome.seconds["segment"] = round(time.perf_counter() - started, 4)
     return outcome
@@ -219,67 +241,86 @@ def process(source: Source, scratch_root: str, mask_dir: str) -> SeriesOutcome:
 
 
 def run(sources: Sequence[Source], settings: RunSettings, segment: Segment, finish: Finish) -> None:
-    """Process every source; `finish` is called once per series (in this process) with its outcome."""
-    if settings.workers <= 1:
-        init_worker(str(settings.params), single_threaded=False)
+    """Process every source; `finish` is called once per series (in this process) with its outcome.
+    Raises only workers.WorkerStartError (workers cannot start at all)."""
+    if settings.workers <= 1 and not settings.series_timeout:
+        init_worker(str(settings.params), False, None, _optional(settings.fallback_params))
         for source in sources:
             outcome = load(source, str(settings.scratch))
             if outcome.error is None:
                 outcome = _segment(outcome, segment)
             if outcome.error is None:
                 outcome = extract(outcome, _mask_path(settings.mask_dir, outcome))
-            finish(outcome)
+            _finish(finish, outcome)
         return
-    _run_pool(sources, settings, segment, finish)
+    _run_supervised(sources, settings, segment, finish)
 
 
-def _run_pool(sources: Sequence[Source], settings: RunSettings, segment: Segment, finish: Finish) -> None:
-    pending: Iterator[Source] = iter(sources)
-    in_flight: dict[Future[SeriesOutcome], Source] = {}
-    context = multiprocessing.get_context("spawn")  # no fork after torch/ITK threads have started
+def _run_supervised(
+    sources: Sequence[Source], settings: RunSettings, segment: Segment, finish: Finish
+) -> None:
+    limit = settings.series_timeout if 0 < settings.series_timeout < math.inf else None
+    scratch, mask_dir = str(settings.scratch), str(settings.mask_dir)
     weights = str(settings.worker_weights) if settings.worker_weights is not None else None
-    with ProcessPoolExecutor(
-        settings.workers,
-        mp_context=context,
-        initializer=init_worker,
-        initargs=(str(settings.params), True, weights),
-    ) as pool:
-
-        def submit(function: Callable[..., SeriesOutcome], source: Source, *args: Any) -> None:
-            try:
-                in_flight[pool.submit(function, *args)] = source
-            except Exception as error:  # a broken pool: record the series, keep going with the rest
-                finish(SeriesOutcome(source).fail(INTERNAL_ERROR, _describe(error)))
-
-        def load_next() -> None:
-            source = next(pending, None)
-            if source is None:
-                return
+    initargs = (str(settings.params), settings.workers > 1, weights, _optional(settings.fallback_params))
+    with Supervisor(settings.workers, init_worker, initargs) as supervisor:
+        for source in sources:
             if weights is not None:
-                submit(process, source, source, str(settings.scratch), str(settings.mask_dir))
+                supervisor.submit(Task(source, process, (source, scratch, mask_dir), limit))
             else:
-                submit(load, source, source, str(settings.scratch))
-
-        for _ in range(2 * settings.workers):
-            load_next()
-        while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                source = in_flight.pop(future)
-                try:
-                    outcome = future.result()
-                except Exception as error:  # the worker died (killed, out of memory)
-                    finish(SeriesOutcome(source).fail(INTERNAL_ERROR, _describe(error)))
-                    load_next()
+                supervisor.submit(Task(source, load, (source, scratch), limit))
+        while supervisor.outstanding:
+            done = supervisor.next_done()
+            outcome = _outcome_of(done, settings)
+            if done.task.function is load and outcome.error is None:
+                # The CUDA layout: segment here, then extract in a worker - first in the queue, with what
+                # is left of the series' time.
+                outcome = _segment(outcome, segment)
+                if outcome.error is None:
+                    left = None if limit is None else max(limit - done.seconds, 1.0)
+                    path = _mask_path(settings.mask_dir, outcome)
+                    supervisor.submit(Task(done.task.key, extract, (outcome, path), left), first=True)
                     continue
-                # Loaded by a worker (the CUDA layout): segment here, extract in the pool.
-                if outcome.error is None and outcome.volume is not None:
-                    outcome = _segment(outcome, segment)
-                    if outcome.error is None:
-                        submit(extract, source, outcome, _mask_path(settings.mask_dir, outcome))
-                        continue
-                finish(outcome)
-                load_next()
+            _finish(finish, outcome)
+
+
+def _outcome_of(done: Done, settings: RunSettings) -> SeriesOutcome:
+    """The series' outcome from its worker's result, or the failure when the worker gave none."""
+    if done.status == COMPLETED and isinstance(done.result, SeriesOutcome):
+        return done.result
+    source: Source = done.task.key
+    started = done.task.args[0]  # the loaded series of an extract task (CUDA layout), else the Source
+    outcome = started if isinstance(started, SeriesOutcome) else SeriesOutcome(source)
+    outcome.volume = outcome.labels = None
+    for stage, seconds in (done.stages or {}).items():
+        outcome.seconds[stage] = seconds
+    where = f" in {done.stage}" if done.stage else ""
+    if done.status == TIMED_OUT:
+        limit = f"{settings.series_timeout:g} s"
+        outcome.fail(
+            SERIES_TIMEOUT, f"stopped{where}: over the per-series time limit of {limit} (--series-timeout)"
+        )
+    elif done.status == DIED:
+        outcome.fail(WORKER_DIED, f"the worker process died{where} after {done.seconds:.1f} s: {done.detail}")
+    else:
+        outcome.fail(INTERNAL_ERROR, done.detail or f"the worker returned {type(done.result).__name__}")
+    if done.status in (TIMED_OUT, DIED):  # what the stopped worker left behind: its downloads, a partial mask
+        remove_tree(_scratch(str(settings.scratch), source))
+        Path(_mask_path(settings.mask_dir, outcome)).unlink(missing_ok=True)
+    return outcome
+
+
+def _finish(finish: Finish, outcome: SeriesOutcome) -> None:
+    try:
+        finish(outcome)
+    except (
+        Exception
+    ) as error:  # the caller's writer should not raise; one series' output must not end the run
+        log.error("series %s: finishing failed: %s", outcome.source.name, describe(error))
+
+
+def _optional(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def record(outcome: SeriesOutcome, versions: dict[str, str]) -> dict[str, Any]:
@@ -299,6 +340,7 @@ def record(outcome: SeriesOutcome, versions: dict[str, str]) -> dict[str, Any]:
         **versions,
         "seconds": seconds,
         "geometry": outcome.geometry.as_json() if outcome.geometry is not None else None,
+        "segmentation_notes": outcome.notes,
         "regions": outcome.regions,
     }
 

@@ -76,8 +76,17 @@ class OutputSink:
         return self.local_root / relative
 
     def put_json(self, relative: str, document: dict[str, Any]) -> None:
+        """Write (and upload) a document as strict JSON: ValueError for a NaN or infinity (none must get
+        this far), and then nothing is written. The file appears whole or not at all (written beside it,
+        then renamed), so a reader of the output never sees half a document."""
+        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
         path = self.local_path(relative)
-        path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            partial.write_text(text)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
         self.publish(relative)
 
     def publish(self, relative: str) -> None:

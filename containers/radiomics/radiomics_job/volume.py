@@ -223,10 +223,7 @@ def _check_same_frame(slices: Sequence[_Slice]) -> None:
     spread = orientation.max(axis=0) - orientation.min(axis=0)
     if spread.max() > ORIENTATION_TOLERANCE:
         cosine = int(np.argmax(spread))
-        low, high = (
-            slices[int(np.argmin(orientation[:, cosine]))],
-            slices[int(np.argmax(orientation[:, cosine]))],
-        )
+        low, high = _extremes(slices, orientation[:, cosine])
         raise SeriesError(
             SERIES_MIXED_GEOMETRY,
             f"ImageOrientationPatient differs by {spread[cosine]:.4g} in a direction cosine (tolerance "
@@ -237,15 +234,17 @@ def _check_same_frame(slices: Sequence[_Slice]) -> None:
     relative = spacing.max(axis=0) / spacing.min(axis=0) - 1.0
     if relative.max() > PIXEL_SPACING_TOLERANCE:
         component = int(np.argmax(relative))
-        low, high = (
-            slices[int(np.argmin(spacing[:, component]))],
-            slices[int(np.argmax(spacing[:, component]))],
-        )
+        low, high = _extremes(slices, spacing[:, component])
         raise SeriesError(
             SERIES_MIXED_GEOMETRY,
             f"PixelSpacing differs by {relative[component]:.2%} (tolerance {PIXEL_SPACING_TOLERANCE:.1%}): "
             f"{high.path.name} {list(high.pixel_spacing)}, {low.path.name} {list(low.pixel_spacing)} (mm)",
         )
+
+
+def _extremes(slices: Sequence[_Slice], values: FloatArray) -> tuple[_Slice, _Slice]:
+    """The slices with the lowest and the highest of `values` (one per slice): the two a detail names."""
+    return slices[int(np.argmin(values))], slices[int(np.argmax(values))]
 
 
 def _unit_axes(orientation: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:

@@ -13,7 +13,8 @@ Columns: patient_id, index_date, series_uid (the series used), mr_days_before_in
 (how many series qualified), then per region (lesion, hippocampus) `<region>_present` (a segmented voxel at
 all), `<region>_volume_ml`, and every pyradiomics feature of that region as `<region>_<feature>` (feature
 names without pyradiomics' `original_` prefix). A lesion region that segmentation left empty is absent, not
-missing: `lesion_present` false, `lesion_volume_ml` 0, its radiomics null. Patients with no usable series
+missing: `lesion_present` false, `lesion_volume_ml` 0, its radiomics null. A feature whose value is null
+in features.radiomics (pyradiomics gave NaN or an infinity) is null here too. Patients with no usable series
 are left out (the training join leaves them missing, not zero).
 """
 

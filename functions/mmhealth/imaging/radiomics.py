@@ -19,6 +19,7 @@ ValidationException "...must be unique..."; Batch: a job of that name in the que
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any, Literal
@@ -214,7 +215,11 @@ def feature_rows(
     results: Iterable[dict[str, Any]], run_id: str, digests: Mapping[str, str | None] | None = None
 ) -> pa.Table:
     """The successful series' regions as features.radiomics rows (one per series x region), each with the
-    instances digest of the series version it was computed on (`digests`, from the run's series.json)."""
+    instances digest of the series version it was computed on (`digests`, from the run's series.json).
+
+    A feature value may be null: the job writes null for a value pyradiomics gave as NaN or infinite (a
+    texture of a tiny or flat region) and names it in the region's `features_not_finite`; it stays null
+    here (a missing value downstream), as does a non-finite number should one arrive."""
     digests = digests or {}
     rows = []
     for result in results:
@@ -232,7 +237,7 @@ def feature_rows(
                     "region": region["name"],
                     "voxels": int(region["voxels"]),
                     "volume_mm3": float(region["volume_mm3"]),
-                    "features": sorted((region.get("features") or {}).items()) or None,
+                    "features": _features(region.get("features")),
                     "model_version": result["model_version"],
                     "params_version": result["params_version"],
                     "device": result.get("device"),
@@ -244,6 +249,15 @@ def feature_rows(
                 }
             )
     return pa.Table.from_pylist(rows, schema=FEATURES_RADIOMICS)
+
+
+def _features(values: Mapping[str, Any] | None) -> list[tuple[str, float | None]] | None:
+    """A region's {name: value} as the map column's sorted (name, value) pairs; null for no features."""
+    pairs = []
+    for name, value in sorted((values or {}).items()):
+        number = None if value is None else float(value)
+        pairs.append((name, number if number is not None and math.isfinite(number) else None))
+    return pairs or None
 
 
 # ------------------------------------------------------------------------------------ the three steps

@@ -182,7 +182,8 @@ FEATURES_RADIOMICS = pa.schema(
         pa.field("region", pa.string(), nullable=False),  # lesion | hippocampus
         pa.field("voxels", pa.int64(), nullable=False),
         pa.field("volume_mm3", pa.float64(), nullable=False),
-        pa.field("features", pa.map_(pa.string(), pa.float64())),  # pyradiomics name -> value; null if empty
+        # pyradiomics name -> value (a value is null when pyradiomics gave NaN or an infinity); null if empty
+        pa.field("features", pa.map_(pa.string(), pa.float64())),
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("params_version", pa.string(), nullable=False),
         pa.field("device", pa.string()),

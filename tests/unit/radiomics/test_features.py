@@ -9,10 +9,14 @@ import pytest
 import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-from radiomics_job import DEFAULT_PARAMS
+from radiomics_job import HOME
 from radiomics_job.pipeline import SeriesOutcome, Source, extract, init_worker
 from radiomics_job.volume import Geometry, assemble_series
 from tests.unit.radiomics.dicom_series import SeriesSpec, known_volume, write_series
+
+# v1 parameters (no resampling): the features must equal pyradiomics on the source arrays exactly, which
+# checks the assembled geometry; v2 resamples, where sub-micrometre direction rounding moves the 1 mm grid.
+PARAMS_V1 = HOME / "params" / "radiomics-v1.yaml"
 
 
 def _mask(shape: tuple[int, int, int]) -> np.ndarray:
@@ -33,12 +37,12 @@ def test_features_of_the_assembled_series_equal_pyradiomics_on_the_source_arrays
         Source("s", "s.json"), volume=sitk.GetArrayFromImage(image), geometry=Geometry.of(image), labels=mask
     )
     # When the job extracts features (and writes the mask) as it does for a segmented series
-    init_worker(str(DEFAULT_PARAMS), single_threaded=False)
+    init_worker(str(PARAMS_V1), single_threaded=False)
     result = extract(outcome, str(tmp_path / "mask.nii.gz"))
     # Then each region's 107 features equal pyradiomics run directly on SimpleITK images built from the
     # source arrays with the written geometry
     assert result.error is None
-    direct = RadiomicsFeatureExtractor(str(DEFAULT_PARAMS))
+    direct = RadiomicsFeatureExtractor(str(PARAMS_V1))
     for region in result.regions:
         expected = {
             name: float(value)
@@ -74,7 +78,7 @@ def test_an_empty_region_has_no_features_and_a_one_voxel_region_says_why(tmp_pat
         geometry=Geometry.of(image),
         labels=labels,
     )
-    init_worker(str(DEFAULT_PARAMS), single_threaded=False)
+    init_worker(str(PARAMS_V1), single_threaded=False)
     # When features are extracted
     regions = {r["name"]: r for r in extract(outcome, str(tmp_path / "m.nii.gz")).regions}
     # Then the lesion is reported empty (not an error) and the tiny hippocampus carries pyradiomics' reason
@@ -84,6 +88,7 @@ def test_an_empty_region_has_no_features_and_a_one_voxel_region_says_why(tmp_pat
         "voxels": 0,
         "volume_mm3": 0.0,
         "features": None,
+        "features_not_finite": None,
         "features_error": None,
     }
     assert regions["hippocampus"]["voxels"] == 1
