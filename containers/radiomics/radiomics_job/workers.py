@@ -239,6 +239,13 @@ class Supervisor:
         self._dispatch()  # the workers that just finished start their next task while the caller handles this
         return self._done.popleft()
 
+    def done_now(self) -> list[Done]:
+        """Every task that has ended by now, without waiting for more (for the caller to batch them)."""
+        self._wait(0.0)
+        done, self._done = list(self._done), deque()
+        self._dispatch()
+        return done
+
     def close(self) -> None:
         """Stop every worker (SIGTERM, SIGKILL after the grace period): nothing outlives the supervisor."""
         workers, self._workers = self._workers, []
@@ -293,11 +300,13 @@ class Supervisor:
             return
         worker.task, worker.sent, worker.stages = task, time.monotonic(), []
 
-    def _wait(self) -> None:
+    def _wait(self, at_most: float | None = None) -> None:
         if not self._workers:
             return
         deadlines = [d for worker in self._workers if (d := worker.deadline) is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        if at_most is not None:
+            timeout = at_most if timeout is None else min(timeout, at_most)
         handles: dict[Any, _Worker] = {}
         for worker in self._workers:
             handles[worker.conn] = worker

@@ -10,7 +10,7 @@ several scans would mix acquisitions). A series without a study date is never us
 cannot be told), and neither is a patient without an index date.
 
 Columns: patient_id, index_date, series_uid (the series used), mr_days_before_index, mr_series_before_index
-(how many series qualified), then per region (lesion, hippocampus) `<region>_present` (a segmented voxel at
+(how many series qualified), then per region (lesion, hippocampus, foreground) `<region>_present` (a voxel at
 all), `<region>_volume_ml`, and every pyradiomics feature of that region as `<region>_<feature>` (feature
 names without pyradiomics' `original_` prefix). A lesion region that segmentation left empty is absent, not
 missing: `lesion_present` false, `lesion_volume_ml` 0, its radiomics null. A feature whose value is null
@@ -28,7 +28,9 @@ import pyarrow as pa
 
 from mmhealth.lakehouse.feature_tables import features_imaging_schema
 
-REGIONS = ("lesion", "hippocampus")
+# The segmenter's regions, and the fallback region a series gets when the network finds none (the radiomics
+# job's foreground.py): so real series, on which the network often finds nothing plausible, reach the model.
+REGIONS = ("lesion", "hippocampus", "foreground")
 _NAME = re.compile(r"[^a-z0-9]+")
 
 

@@ -97,3 +97,36 @@ def test_network_regions_larger_than_their_anatomy_are_implausible() -> None:
     assert MAX_PLAUSIBLE_ML[2] < 25.0 < MAX_PLAUSIBLE_ML[1]
     # At 0.1 mm^3 voxels both are plausible
     assert implausible(labels, voxel_ml=0.0001) == {}
+
+
+def test_series_of_one_input_shape_are_segmented_in_one_forward_pass_with_the_same_labels() -> None:
+    import torch
+
+    from radiomics_job import DEFAULT_WEIGHTS
+    from radiomics_job.segment import Segmenter
+
+    segmenter = Segmenter(DEFAULT_WEIGHTS, torch.device("cpu"))
+    calls: list[int] = []
+    network = segmenter.network
+    segmenter.network = lambda batch: (calls.append(batch.shape[0]), network(batch))[1]  # type: ignore[assignment]
+    # Given two series of one shape, one of another, and a constant one (never given to the network)
+    rng = np.random.default_rng(4)
+    _k, i, j = np.indices((24, 64, 64))
+    head = ((i - 32) ** 2 + (j - 32) ** 2 < 26**2).astype(np.float32) * 500
+    series = [
+        (head + rng.normal(0, 20, head.shape).astype(np.float32), (1.05, 1.05, 4.5)),
+        (head * 1.2 + rng.normal(0, 20, head.shape).astype(np.float32), (1.0, 1.0, 5.0)),
+        (head[:20, :48, :48].copy(), (1.1, 1.1, 4.0)),
+        (np.full((20, 64, 64), 7.0, dtype=np.float32), (1.0, 1.0, 4.0)),
+    ]
+    # When they are segmented together
+    together = segmenter.segmentations(series)
+    # Then the network ran once per input shape, two series in the first pass
+    assert sorted(calls) == [1, 2]
+    # And each series got exactly what it gets alone (instance normalisation is per series)
+    calls.clear()
+    for (volume, spacing), batched in zip(series, together, strict=True):
+        alone = segmenter.segmentation(volume, spacing)
+        assert np.array_equal(alone.labels, batched.labels)
+        assert alone.notes == batched.notes
+    assert not together[3].labels.any()

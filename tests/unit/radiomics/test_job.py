@@ -286,7 +286,7 @@ def test_the_gpu_layout_gives_the_same_results_as_the_cpu_layout(
     run(
         [Source(p.stem, str(p)) for p in synthetic_manifests],
         settings,
-        segmenter.segmentation,
+        segmenter.segmentations,
         outcomes.append,
     )
     # Then every series has the same regions and features, and the same mask
