@@ -43,6 +43,7 @@ from radiomics_job.errors import describe
 log = logging.getLogger("radiomics_job")
 
 STOP_GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL
+EXIT_STATUS_GRACE_SECONDS = 1.0  # how long a worker whose pipe broke may take to show its exit status
 START_SECONDS = 300.0  # a worker not ready by then is a start failure (imports take about 5 s)
 MAX_START_FAILURES = 3
 
@@ -347,7 +348,11 @@ class Supervisor:
         self._done.append(worker.done(TIMED_OUT, detail=f"still running after {limit:g} s"))
 
     def _lost(self, worker: _Worker) -> None:
-        ended = worker.process.exitcode  # None: the pipe broke first (the process is stopped now)
+        # A killed worker's pipe can break before its exit status is there to read: give the process a
+        # moment to be reaped, so the detail names the signal. Still running after that: the pipe broke on
+        # its own, and _stop ends the process.
+        worker.process.join(EXIT_STATUS_GRACE_SECONDS)
+        ended = worker.process.exitcode
         self._stop(worker)
         how = exit_detail(ended)
         if worker.task is not None:
