@@ -6,7 +6,7 @@ Preprocessing (the same in training and inference, `prepare`):
 2. shape: zero-pad each axis (slice, row, col) symmetrically to a multiple of 16 (the network halves each
    axis four times), and the slice axis to at least 32, so a 20-28 slice, 64 x 64 series is 32 x 64 x 64.
 Training used the acquired voxels of the synthetic series (about 1 mm in-plane, 3-6 mm between slices). At
-inference (`predict`) a series is first resampled onto the network's canonical grid (grid.py: its spacing
+inference (`segmentations`) a series is first resampled onto the network's canonical grid (grid.py: its spacing
 clamped into that training range, at most 192 x 192 x 64 voxels; synthetic series are already on it and
 are not resampled), and the predicted label map is brought back onto the assembled volume's grid by
 nearest neighbour, so it has exactly the volume's geometry. Prediction is the argmax of the logits,
@@ -155,7 +155,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 class Segmenter:
-    """Loaded weights on one device; `predict` maps a (slice, row, col) volume to a uint8 label map."""
+    """Loaded weights on one device; `segmentation(s)` map (slice, row, col) volumes to uint8 label maps."""
 
     def __init__(self, weights: Path, device: torch.device) -> None:
         """Raises ValueError when the file is not a segmenter checkpoint of a known format."""
@@ -174,14 +174,9 @@ class Segmenter:
         self.version = file_version(weights)
 
     @torch.inference_mode()
-    def predict(self, volume: npt.NDArray[Any], spacing: Spacing) -> LabelVolume:
-        """The label map of a (slice, row, col) volume whose voxels are `spacing` (x, y, z) mm apart."""
-        # A constant volume has no structure to find; the network, never trained on one, would answer with a
-        # few stray voxels, so it is not asked (`segmentation` returns an empty label map).
-        return self.segmentation(volume, spacing).labels
-
     def segmentation(self, volume: npt.NDArray[Any], spacing: Spacing) -> Segmentation:
-        """`predict` with the notes that say which network regions were dropped and why."""
+        """The label map of a (slice, row, col) volume whose voxels are `spacing` (x, y, z) mm apart, with
+        the notes that say which network regions were dropped and why."""
         return self.segmentations([(volume, spacing)])[0]
 
     @torch.inference_mode()
@@ -191,6 +186,8 @@ class Segmenter:
         on_grid: dict[int, tuple[Grid, Grid, npt.NDArray[Any]]] = {}
         inputs: dict[int, FloatVolume] = {}
         for index, (volume, spacing) in enumerate(series):
+            # A constant volume has no structure to find; the network, never trained on one, would answer
+            # with a few stray voxels, so it is not asked: its label map is empty.
             if volume.size and not np.all(volume == volume.flat[0]):
                 native = Grid.of_array(volume, spacing)
                 grid = canonical(native)
