@@ -68,8 +68,14 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
     ddb.create_table(
         TableName=env["LEDGER_TABLE"],
-        AttributeDefinitions=[{"AttributeName": "object_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "object_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "delivery", "AttributeType": "S"},
+            {"AttributeName": "item", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "delivery", "KeyType": "HASH"},
+            {"AttributeName": "item", "KeyType": "RANGE"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     from mmhealth.lakehouse.catalog import NAMESPACES

@@ -4,8 +4,9 @@
 
 The events name the dev stage's resources in moto's default account (123456789012, us-east-1), so they
 work on the local runtime as they are, and with `sam local invoke` once the account is edited. The chain
-(trigger -> prepare -> import -> catalog -> ... -> finalize) is consistent: the run id in prepare.json is
-the one the trigger derives from trigger.json, and tests/unit/functions/test_events.py replays it.
+(trigger -> collect -> prepare -> import -> catalog -> ... -> finalize) is consistent: the run in collect.json
+and prepare.json is the wave the trigger opens for trigger.json's delivery, and
+tests/unit/functions/test_events.py replays it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from mmhealth.contracts import (
     TrainingRun,
 )
 from mmhealth.imaging.radiomics import job_name
-from mmhealth.ingest import run_id_for
 from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.naming import run_name
 from mmhealth.training import job as training
 from mmpipe.lambda_events import s3_notification, sqs_event
 
@@ -59,7 +60,7 @@ def _delivered() -> list[tuple[dict[str, Any], ManifestFile]]:
 def build_events() -> dict[str, Any]:
     delivered = _delivered()
     files = [f for _, f in delivered]
-    run_id = run_id_for(files)
+    run_id = run_name(DELIVERY, 1)
     paths = RunPaths(run_id)
     config = RunConfig(poll_seconds=5)
     counts = {m: sum(1 for f in files if _modality(f) == m) for m in ("genomic", "clinical", "imaging")}
@@ -176,15 +177,32 @@ def build_events() -> dict[str, Any]:
         wait_seconds=5,
         config=RunConfig(poll_seconds=5, genomic_backend="healthomics"),
     )
+    execution_input = {"run_id": run_id, "delivery": DELIVERY, "wave": 1, "config": {"poll_seconds": 5}}
+    collected = {
+        "closed": True,
+        "reason": "no new object for 0 s (quiet period 0 s)",
+        "wait_seconds": 0,
+        "delivery": DELIVERY,
+        "wave": 1,
+        "objects": len(files),
+        "marker": None,
+        "missing": 0,
+        "missing_first": [],
+    }
+    delivery = {
+        "name": DELIVERY,
+        "wave": 1,
+        "files": len(files),
+        "closed": collected["reason"],
+        "missing": 0,
+        "missing_first": [],
+    }
     return {
         "trigger": sqs_event(
             [m for m, _ in delivered], f"arn:aws:sqs:{REGION}:{ACCOUNT}:mmpipe-dev-IngestQueue"
         ),
-        "prepare": {
-            "run_id": run_id,
-            "manifest": {"bucket": LAKE, "key": paths.manifest},
-            "config": {"poll_seconds": 5},
-        },
+        "collect": {**execution_input, "config": {"poll_seconds": 5, "delivery_quiet_seconds": 0}},
+        "prepare": {**execution_input, "collect": {"result": collected}},
         "genomic_import": import_event("genomic"),
         "genomic_poll": polled.model_dump(),
         "genomic_catalog": catalog_event("genomic"),
@@ -227,6 +245,7 @@ def build_events() -> dict[str, Any]:
         },
         "finalize": {
             "run_id": run_id,
+            "delivery": delivery,
             "unknown": sum(1 for f in files if f.kind == "unknown"),
             "modalities": branches,
             "files": counts,

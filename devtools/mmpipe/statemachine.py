@@ -66,7 +66,9 @@ def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
     """Skip when empty -> Map over chunks (import -> Wait/Poll loop; Catch -> chunk failure) -> catalog."""
     m, p = modality, prefix
     iteration = {
-        "ProcessorConfig": {"Mode": "INLINE"},
+        # Child executions: a chunk's states count in its own history, not the run's (a 5,000-file delivery
+        # would pass the run's 25,000-event limit inline); moto's engine and AWS both run it.
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
         "StartAt": f"Import{p}Chunk",
         "States": {
             f"Import{p}Chunk": _invoke(
@@ -122,6 +124,7 @@ def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
                     "execution_started_at.$": "$$.Execution.StartTime",
                 },
                 "MaxConcurrencyPath": "$.config.map_concurrency",
+                "Label": f"{p}Chunks",
                 "ItemProcessor": iteration,
                 "ResultPath": f"$.{m}_chunks",
                 "Next": f"Catalog{p}",
@@ -219,7 +222,7 @@ def _features_task() -> dict[str, Any]:
         ResultSelector={"result.$": "$.Payload"},
         ResultPath="$.features",
         Catch=_catch("NoTraining", "$.features"),
-        Next="ShouldTrain",
+        Next="StartTraining",
     )
     del state["OutputPath"]  # OutputPath would apply after ResultPath and drop the run state
     return state
@@ -234,37 +237,16 @@ def _training_task(function: str, payload: dict[str, Any] | str, **fields: Any) 
 
 
 def training_states() -> dict[str, Any]:
-    """Wait for the delivery to settle -> StartTraining (the gate) -> Wait/Poll loop -> CatalogTraining.
+    """StartTraining (the run's snapshot, or why not) -> Wait/Poll loop -> CatalogTraining.
 
     $.training holds the TrainingRun (or, through a Catch, the error) for Finalize and Notify.
     """
     failed = _catch("Finalize", "$.training")
     return {
-        "ShouldTrain": {
-            "Type": "Choice",
-            "Comment": "Wait for the delivery to settle only when this run built a dataset snapshot",
-            "Choices": [
-                {
-                    "And": [
-                        {"Variable": "$.config.training", "BooleanEquals": True},
-                        {"Variable": "$.features.result.dataset", "IsPresent": True},
-                        {"Variable": "$.features.result.dataset", "IsNull": False},
-                    ],
-                    "Next": "SettleBeforeTraining",
-                }
-            ],
-            "Default": "StartTraining",
-        },
-        "SettleBeforeTraining": {
-            "Type": "Wait",
-            "Comment": "A delivery arriving as several runs trains once: on the run whose snapshot is newest",
-            "SecondsPath": "$.config.training_settle_seconds",
-            "Next": "StartTraining",
-        },
         "StartTraining": _training_task(
             "TrainingStart",
             {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
-            Comment="The training gate, then the AutoGluon SageMaker training job on the dataset snapshot",
+            Comment="The AutoGluon SageMaker training job on the run's dataset snapshot (or why none)",
             Catch=failed,
             Next="TrainingFinished",
         ),
@@ -304,20 +286,51 @@ def training_states() -> dict[str, Any]:
     }
 
 
+def collect_states() -> dict[str, Any]:
+    """Collect <-> WaitForDelivery until the wave's delivery is complete (mmhealth.waves), then Prepare.
+
+    $.collect.result says why the wave is still open or how it closed; it stays in the run state."""
+    collect = _invoke(
+        "Collect",
+        Comment="Waits for the delivery's completion marker or a quiet period, then closes the wave",
+        ResultSelector={"result.$": "$.Payload"},
+        ResultPath="$.collect",
+        Next="DeliveryComplete",
+        Catch=_catch("NotifyFailure"),
+    )
+    del collect["OutputPath"]  # OutputPath would apply after ResultPath and drop the run state
+    return {
+        "Collect": collect,
+        "DeliveryComplete": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.collect.result.closed", "BooleanEquals": True, "Next": "Prepare"}],
+            "Default": "WaitForDelivery",
+        },
+        "WaitForDelivery": {
+            "Type": "Wait",
+            "Comment": "The rest of the quiet period, or the poll interval while a marker waits for its files",
+            "SecondsPath": "$.collect.result.wait_seconds",
+            "Next": "Collect",
+        },
+    }
+
+
 def pipeline_definition() -> dict[str, Any]:
     return {
         "Comment": (
-            "mmpipe pipeline: Prepare -> per-modality import/poll/catalog (+ radiomics job) -> Features -> "
+            "mmpipe pipeline, one run per delivery wave: Collect (until the delivery is complete) -> Prepare -> "
+            "per-modality import/poll/catalog (+ radiomics job) -> Features -> "
             "Training (AutoGluon job) -> Finalize -> Notify. "
             "JSONPath only; no .sync integrations (polled instead), so moto's engine and Step Functions Local "
             "run it as AWS does."
         ),
-        "StartAt": "Prepare",
+        "StartAt": "Collect",
         "States": {
+            **collect_states(),
             "Prepare": _invoke(
                 "Prepare",
                 Next="IngestModalities",
-                Comment="Validates the run manifest and resolves the run config",
+                Comment="Freezes the closed wave's files into the run manifest and resolves the run config",
                 Catch=_catch("NotifyFailure"),
             ),
             "IngestModalities": {
@@ -338,6 +351,7 @@ def pipeline_definition() -> dict[str, Any]:
                     "run_id.$": "$.run_id",
                     "modalities.$": "$.modalities",
                     "unknown.$": "$.unknown",
+                    "delivery.$": "$.delivery",
                     "files": {f"{m}.$": f"$.{m}.files" for m in ALL_MODALITIES},
                     "features.$": "$.features",
                     "training.$": "$.training",

@@ -2,7 +2,8 @@
 
 Content wins over the name (a VCF called `.txt` is still a VCF); the name decides when the content cannot
 (a truncated `.vcf.gz` is still genomic, and its importer then quarantines it with the precise reason).
-What neither recognises is `unknown` and is quarantined at once with the reason.
+What neither recognises is `unknown` and is quarantined at once with the reason. A delivery's completion
+marker (`_COMPLETE`) is a `marker`, not data.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ SNIFF_BYTES = 64 * 1024
 # A linkage file (mmhealth.identity.linkage): by name, or by its header line.
 LINKAGE_NAME = "linkage.csv"
 LINKAGE_HEADER = "kind,value,patient_id"
+# The delivery's completion marker (mmhealth.waves): by name only, whatever it holds.
+MARKER_NAME = "_COMPLETE"
 GZIP_MAGIC = b"\x1f\x8b"
 
 _NAME_KINDS: tuple[tuple[tuple[str, ...], FileKind], ...] = (
@@ -35,6 +38,8 @@ class Classification:
 
 def classify(key: str, head: bytes, size: int) -> Classification:
     """Classify an object from its key, its first bytes (`head`, at most SNIFF_BYTES) and its size."""
+    if PurePosixPath(key).name == MARKER_NAME:
+        return Classification("marker")
     if size == 0:
         by_name = _kind_from_name(key)
         if by_name is not None:

@@ -15,12 +15,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmhealth.naming import LOOSE_DELIVERY
+
 Modality = Literal["genomic", "clinical", "imaging"]
 MODALITIES: tuple[Modality, ...] = ("genomic", "clinical", "imaging")
 
 # What the trigger decides a file is. "annotation" (a ClinVar-style VCF) travels with the genomic modality,
 # "linkage" (a CSV that links VCF samples, DICOM PatientIDs and identifiers to patients) with the clinical one.
-FileKind = Literal["genomic", "annotation", "clinical", "linkage", "imaging", "unknown"]
+# "marker" is a delivery's completion marker (mmhealth.waves): recorded, never imported.
+FileKind = Literal["genomic", "annotation", "clinical", "linkage", "imaging", "unknown", "marker"]
 KIND_TO_MODALITY: dict[str, Modality] = {
     "genomic": "genomic",
     "annotation": "genomic",
@@ -61,9 +64,10 @@ class S3Object(_Model):
 
     @property
     def delivery(self) -> str:
-        """The delivery folder: `incoming/<delivery>/...` -> `<delivery>` (or `-` when not in one)."""
+        """The delivery folder: `incoming/<delivery>/...` -> `<delivery>`; objects not in one belong to the
+        delivery `loose` (mmhealth.naming)."""
         parts = self.key.split("/")
-        return parts[1] if len(parts) > 2 and parts[0] == "incoming" else "-"
+        return parts[1] if len(parts) > 2 and parts[0] == "incoming" and parts[1] else LOOSE_DELIVERY
 
 
 class ManifestFile(_Model):
@@ -91,21 +95,25 @@ class Chunk(_Model):
 
 
 class RunManifest(_Model):
-    """Written by the trigger, read by Prepare. `run_id` is also the execution name."""
+    """A wave's files, frozen by Prepare once the wave closed. `run_id` is also the execution name."""
 
     run_id: str
     created_at: str
     landing_bucket: str
     lake_bucket: str
     deliveries: list[str]
+    wave: int = 1
     chunks: list[ChunkRef]
     unknown: list[ManifestFile] = Field(default_factory=list)
+    markers: list[str] = Field(default_factory=list)  # completion markers' keys (recorded, not imported)
 
 
 class RunConfig(_Model):
     """Per-run settings resolved by Prepare: defaults <- Lambda environment <- execution input."""
 
     poll_seconds: int = Field(default=30, ge=0, le=3600)
+    # A delivery without a completion marker is complete once no object arrived for this long (mmhealth.waves).
+    delivery_quiet_seconds: int = Field(default=120, ge=0, le=86400)
     poll_backoff_rate: float = Field(default=1.5, ge=1.0, le=4.0)
     poll_max_seconds: int = Field(default=600, ge=0, le=3600)
     poll_max_attempts: int = Field(default=40, ge=1, le=500)
@@ -116,11 +124,9 @@ class RunConfig(_Model):
     radiomics: bool = True  # run the radiomics job after the imaging catalog step
     # An inconsistent DICOM series is quarantined only once no instance of it has arrived for this long.
     series_stable_seconds: int = Field(default=900, ge=0, le=7 * 86400)
-    # Training (AutoGluon, a SageMaker training job) after the features step. A run trains only when its
-    # dataset snapshot is still the newest after `training_settle_seconds` (a delivery arriving as several
-    # runs trains once, on the last one) and differs from the one the last model was trained on.
+    # Training (AutoGluon, a SageMaker training job) after the features step, on the run's own dataset
+    # snapshot, unless a model of that snapshot exists already.
     training: bool = True
-    training_settle_seconds: int = Field(default=120, ge=0, le=3600)
     training_time_limit: int = Field(default=120, ge=5, le=24 * 3600)  # seconds per predictor
     training_presets: str = "medium_quality"
     training_hyperparameters: str | None = None  # AutoGluon hyperparameters (JSON); None = the presets'

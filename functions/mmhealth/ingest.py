@@ -7,35 +7,23 @@ The ledger makes the same guarantee across batches (see mmhealth.ledger).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from botocore.exceptions import ClientError
 
-from mmhealth import ledger, quarantine, storage
+from mmhealth import ledger, storage
 from mmhealth.classify import SNIFF_BYTES, classify
-from mmhealth.contracts import (
-    KIND_TO_MODALITY,
-    MODALITIES,
-    Chunk,
-    ChunkRef,
-    ManifestFile,
-    RunManifest,
-    S3Object,
-    utc_now,
-)
+from mmhealth.contracts import ManifestFile, S3Object
 from mmhealth.errors import PipelineError
-from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.naming import run_name
 from mmhealth.observability import MetricUnit, logger, metrics
 from mmhealth.settings import Settings
 
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 IO_WORKERS = 16  # concurrent S3 / DynamoDB requests per trigger invocation
 
 
@@ -87,139 +75,59 @@ def classify_messages(bodies: Mapping[str, str]) -> dict[str, list[ManifestFile]
         return dict(zip(bodies, pool.map(one, bodies.values()), strict=True))
 
 
-def run_id_for(files: Iterable[ManifestFile]) -> str:
-    """`<delivery>-<hash>`: deterministic for a set of objects, a valid execution name (<= 80 chars)."""
-    files = list(files)
-    digest = hashlib.sha256("\n".join(sorted(f.object.object_id for f in files)).encode()).hexdigest()
-    deliveries = Counter(f.object.delivery for f in files)
-    delivery = _NAME_UNSAFE.sub("-", deliveries.most_common(1)[0][0]).strip("-")[:50] or "delivery"
-    return f"{delivery}-{digest[:20]}"
-
-
-def build_manifest(run_id: str, files: list[ManifestFile], cfg: Settings, landing_bucket: str) -> RunManifest:
-    """Write each modality's chunks and the manifest to the lake bucket; return the manifest."""
-    paths = RunPaths(run_id)
-    refs: list[ChunkRef] = []
-    for modality in MODALITIES:
-        mine = sorted(
-            (f for f in files if KIND_TO_MODALITY.get(f.kind) == modality), key=lambda f: f.object.key
-        )
-        for index, start in enumerate(range(0, len(mine), cfg.chunk_size)):
-            chunk = Chunk(
-                chunk_id=f"{modality}-{index:04d}",
-                modality=modality,
-                files=mine[start : start + cfg.chunk_size],
-            )
-            key = paths.chunk(modality, index)
-            storage.write_json(cfg.lake_bucket, key, chunk.model_dump())
-            refs.append(
-                ChunkRef(
-                    run_id=run_id, modality=modality, chunk_id=chunk.chunk_id, key=key, files=len(chunk.files)
-                )
-            )
-    manifest = RunManifest(
-        run_id=run_id,
-        created_at=utc_now(),
-        landing_bucket=landing_bucket,
-        lake_bucket=cfg.lake_bucket,
-        deliveries=sorted({f.object.delivery for f in files}),
-        chunks=refs,
-        unknown=[f for f in files if f.kind == "unknown"],
-    )
-    storage.write_json(cfg.lake_bucket, paths.manifest, manifest.model_dump())
-    return manifest
-
-
-def start_run(files: list[ManifestFile], cfg: Settings) -> str | None:
-    """Claim the new files, write the manifest and start the execution. Returns the run id (None: no-op).
-
-    On failure the claims are released and the error propagates, so the SQS batch is retried whole.
-    """
+def start_runs(files: list[ManifestFile], cfg: Settings) -> list[str]:
+    """Record the files in their deliveries' collecting waves (opening one where none collects) and make
+    sure each such wave's run is started. Returns the run names; raises on failure (the SQS batch is then
+    retried whole: recording is idempotent, and so is starting a run by its name)."""
     if not files:
-        return None
+        return []
     if not (cfg.state_machine_arn and cfg.ledger_table):
         raise PipelineError("the trigger needs STATE_MACHINE_ARN and LEDGER_TABLE in its environment")
-    unique = list({f.object.object_id: f for f in files}.values())
-    run_id = run_id_for(unique)
-    claimed = _claim_all(cfg, unique, run_id)
-    duplicates = len(unique) - len(claimed)
-    metrics.add_metric(name="DuplicateFilesSkipped", unit=MetricUnit.Count, value=duplicates)
-    if not claimed:
-        logger.info("every object was already ingested; nothing to start", extra={"duplicates": duplicates})
-        return None
-    if len(claimed) != len(unique):  # the run is what is new in this batch
-        ledger.release(cfg.ledger_table, [f.object for f in claimed], run_id)
-        run_id = run_id_for(claimed)
-        claimed = _claim_all(cfg, claimed, run_id)
-        if not claimed:
-            return None
-    try:
-        landing = claimed[0].object.bucket
-        manifest = build_manifest(run_id, claimed, cfg, landing)
-        for unknown in manifest.unknown:
-            quarantine.record(
-                cfg.lake_bucket,
-                run_id,
-                unknown.object,
-                modality="unknown",
-                stage="classify",
-                reason=(unknown.reason or "unrecognised-type").split(":", 1)[0],
-                detail=unknown.reason or "unrecognised file type",
-            )
-        _start_execution(cfg, run_id)
-    except Exception:
-        ledger.release(cfg.ledger_table, [f.object for f in claimed], run_id)
-        raise
-    for kind, count in Counter(f.kind for f in claimed).items():
+    by_delivery: dict[str, list[ManifestFile]] = defaultdict(list)
+    for f in files:
+        by_delivery[f.object.delivery].append(f)
+    started: list[str] = []
+    for delivery, mine in sorted(by_delivery.items()):
+        joined = ledger.join(cfg.ledger_table, delivery, mine)
+        metrics.add_metric(name="DuplicateFilesSkipped", unit=MetricUnit.Count, value=joined.duplicates)
+        current = ledger.state(cfg.ledger_table, delivery)
+        for wave in sorted(joined.waves):
+            # An older or closed wave's run exists already: closing happens inside it.
+            if wave == current.wave and current.collecting:
+                started.append(_start_execution(cfg, delivery, wave))
+        logger.info(
+            "files recorded",
+            extra={
+                "delivery": delivery,
+                "wave": current.wave,
+                "files": joined.new,
+                "duplicates": joined.duplicates,
+            },
+        )
+    for kind, count in Counter(f.kind for f in files).items():
         metrics.add_metric(name=f"Files_{kind}", unit=MetricUnit.Count, value=count)
-    logger.info(
-        "run started",
-        extra={
-            "run_id": run_id,
-            "files": len(claimed),
-            "duplicates": duplicates,
-            "chunks": len(manifest.chunks),
-        },
-    )
-    return run_id
+    return started
 
 
-def _claim_all(cfg: Settings, files: list[ManifestFile], run_id: str) -> list[ManifestFile]:
-    """The files this run now owns (conditional puts, issued concurrently)."""
-    table = cfg.ledger_table or ""
-    exists = _execution_exists(cfg)
-    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
-        owned = list(pool.map(lambda f: ledger.claim(table, f.object, run_id, exists), files))
-    return [f for f, mine in zip(files, owned, strict=True) if mine]
-
-
-def _start_execution(cfg: Settings, run_id: str) -> None:
-    execution_input = {
-        "run_id": run_id,
-        "manifest": {"bucket": cfg.lake_bucket, "key": RunPaths(run_id).manifest},
-        "config": cfg.run_config,
-    }
+def _start_execution(cfg: Settings, delivery: str, wave: int) -> str:
+    run_id = run_name(delivery, wave)
+    execution_input = {"run_id": run_id, "delivery": delivery, "wave": wave, "config": cfg.run_config}
+    sfn = storage.client("stepfunctions")
     try:
-        storage.client("stepfunctions").start_execution(
+        sfn.start_execution(
             stateMachineArn=cfg.state_machine_arn, name=run_id, input=json.dumps(execution_input)
         )
+        logger.info("run started", extra={"run_id": run_id})
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
-            logger.info("execution already exists for this run; replay ignored", extra={"run_id": run_id})
-            return
-        storage.reraise_transient(exc)
-        raise
-
-
-def _execution_exists(cfg: Settings) -> Callable[[str], bool]:
-    def exists(run_id: str) -> bool:
-        arn = f"{cfg.state_machine_arn}".replace(":stateMachine:", ":execution:") + f":{run_id}"
-        try:
-            storage.client("stepfunctions").describe_execution(executionArn=arn)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
-                return False
+        if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            storage.reraise_transient(exc)
             raise
-
-    return exists
+        arn = f"{cfg.state_machine_arn}".replace(":stateMachine:", ":execution:") + f":{run_id}"
+        status = sfn.describe_execution(executionArn=arn)["status"]
+        if status != "RUNNING":
+            # The run stopped while its wave still collected: its files wait for `mmpipe redrive --run`.
+            logger.warning(
+                "the collecting wave's run is not running", extra={"run_id": run_id, "status": status}
+            )
+            metrics.add_metric(name="WaveRunNotRunning", unit=MetricUnit.Count, value=1)
+    return run_id

@@ -1,4 +1,5 @@
-"""Run-level logic: Prepare (manifest -> per-modality work, config) and Finalize (quarantine + summary)."""
+"""Run-level logic: Prepare (the closed wave -> manifest, per-modality work, config) and Finalize (quarantine +
+summary)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 from pyiceberg.expressions import BooleanExpression, EqualTo
 
-from mmhealth import quarantine, storage, superseded
-from mmhealth.contracts import MODALITIES, RunConfig, RunManifest, utc_now
+from mmhealth import ledger, quarantine, storage, superseded
+from mmhealth.contracts import (
+    KIND_TO_MODALITY,
+    MODALITIES,
+    Chunk,
+    ChunkRef,
+    ManifestFile,
+    RunConfig,
+    RunManifest,
+    utc_now,
+)
 from mmhealth.errors import ManifestError
 from mmhealth.lakehouse.catalog import record_superseded, replace_rows
 from mmhealth.lakehouse.layout import RunPaths
@@ -31,8 +40,8 @@ def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig
         values["training_time_limit"] = cfg.training_time_limit
     if cfg.training_presets:
         values["training_presets"] = cfg.training_presets
-    if cfg.training_settle_seconds is not None:
-        values["training_settle_seconds"] = cfg.training_settle_seconds
+    if cfg.delivery_quiet_seconds is not None:
+        values["delivery_quiet_seconds"] = cfg.delivery_quiet_seconds
     values |= cfg.run_config
     values |= overrides or {}
     try:
@@ -42,28 +51,86 @@ def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig
 
 
 def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
-    """Validate the manifest named by the execution input; group its chunks per modality."""
-    ref = execution_input.get("manifest") or {}
-    run_id = execution_input.get("run_id")
+    """Freeze the closed wave's files into the run manifest (chunks per modality); quarantine unknown files.
+
+    Deterministic for a wave: a redriven or restarted run writes the same manifest and chunk keys."""
     try:
-        manifest = RunManifest.model_validate(storage.read_json(ref["bucket"], ref["key"]))
+        run_id, delivery, wave = (execution_input[k] for k in ("run_id", "delivery", "wave"))
     except KeyError as exc:
-        raise ManifestError(f"execution input lacks manifest.{exc.args[0]}") from exc
-    except (ValidationError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"manifest {ref.get('key')} is malformed: {exc}") from exc
-    except ClientError as exc:
-        raise ManifestError(f"manifest {ref.get('key')} cannot be read: {exc}") from exc
-    if manifest.run_id != run_id:
-        raise ManifestError(f"manifest run_id {manifest.run_id} does not match execution run_id {run_id}")
+        raise ManifestError(f"execution input lacks {exc.args[0]}") from exc
+    if not cfg.ledger_table:
+        raise ManifestError("Prepare needs LEDGER_TABLE in its environment")
+    config = resolve_config(cfg, execution_input.get("config"))
+    files = sorted((f for _, f in ledger.files(cfg.ledger_table, delivery, int(wave))), key=_by_key)
+    manifest = build_manifest(run_id, delivery, int(wave), files, cfg)
+    for unknown in manifest.unknown:
+        quarantine.record(
+            cfg.lake_bucket,
+            run_id,
+            unknown.object,
+            modality="unknown",
+            stage="classify",
+            reason=(unknown.reason or "unrecognised-type").split(":", 1)[0],
+            detail=unknown.reason or "unrecognised file type",
+        )
+    collected = execution_input.get("collect", {}).get("result") or {}
     output: dict[str, Any] = {
         "run_id": run_id,
-        "config": resolve_config(cfg, execution_input.get("config")).model_dump(),
+        "delivery": {
+            "name": delivery,
+            "wave": wave,
+            "files": len(files),
+            "closed": collected.get("reason"),
+            "missing": collected.get("missing", 0),
+            "missing_first": collected.get("missing_first", []),
+        },
+        "config": config.model_dump(),
         "unknown": len(manifest.unknown),
     }
     for modality in MODALITIES:
         chunks = [c for c in manifest.chunks if c.modality == modality]
         output[modality] = {"files": sum(c.files for c in chunks), "chunks": [c.model_dump() for c in chunks]}
     return output
+
+
+def _by_key(f: ManifestFile) -> str:
+    return f.object.key
+
+
+def build_manifest(
+    run_id: str, delivery: str, wave: int, files: list[ManifestFile], cfg: Settings
+) -> RunManifest:
+    """Write each modality's chunks and the manifest to the lake bucket; return the manifest."""
+    paths = RunPaths(run_id)
+    refs: list[ChunkRef] = []
+    for modality in MODALITIES:
+        mine = [f for f in files if KIND_TO_MODALITY.get(f.kind) == modality]
+        for index, start in enumerate(range(0, len(mine), cfg.chunk_size)):
+            chunk = Chunk(
+                chunk_id=f"{modality}-{index:04d}",
+                modality=modality,
+                files=mine[start : start + cfg.chunk_size],
+            )
+            key = paths.chunk(modality, index)
+            storage.write_json(cfg.lake_bucket, key, chunk.model_dump())
+            refs.append(
+                ChunkRef(
+                    run_id=run_id, modality=modality, chunk_id=chunk.chunk_id, key=key, files=len(chunk.files)
+                )
+            )
+    manifest = RunManifest(
+        run_id=run_id,
+        created_at=utc_now(),
+        landing_bucket=files[0].object.bucket if files else "",
+        lake_bucket=cfg.lake_bucket,
+        deliveries=[delivery],
+        wave=wave,
+        chunks=refs,
+        unknown=[f for f in files if f.kind == "unknown"],
+        markers=[f.object.key for f in files if f.kind == "marker"],
+    )
+    storage.write_json(cfg.lake_bucket, paths.manifest, manifest.model_dump())
+    return manifest
 
 
 def finalize(
@@ -74,6 +141,7 @@ def finalize(
     cfg: Settings,
     features: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Commit the run's quarantine records to ops.quarantine, write and return the run summary.
 
@@ -115,6 +183,7 @@ def finalize(
     training = _step_outcome("training", training, failures)
     summary = {
         "run_id": run_id,
+        "delivery": delivery,
         "status": "FAILED" if failures else "SUCCEEDED",
         "finished_at": utc_now(),
         "modalities": modalities,

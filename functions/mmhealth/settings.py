@@ -18,7 +18,6 @@ class Settings(BaseModel):
     lake_bucket: str = Field(min_length=3)
     glue_database_prefix: str = ""
     state_machine_arn: str | None = None
-    ingest_queue_url: str | None = None  # the once-per-delivery gates look for events still queued
     ledger_table: str | None = None
     chunk_size: int = Field(default=25, ge=1, le=1000)
     poll_seconds: int | None = None
@@ -45,7 +44,7 @@ class Settings(BaseModel):
     training_instance_type: str = "ml.m5.2xlarge"
     training_time_limit: int | None = None  # TRAINING_TIME_LIMIT -> RunConfig.training_time_limit
     training_presets: str | None = None  # TRAINING_PRESETS -> RunConfig.training_presets
-    training_settle_seconds: int | None = None  # TRAINING_SETTLE_SECONDS -> RunConfig
+    delivery_quiet_seconds: int | None = None  # DELIVERY_QUIET_SECONDS -> RunConfig
     run_config: dict[str, object] = Field(default_factory=dict)  # RUN_CONFIG: JSON overrides
 
 
@@ -57,7 +56,6 @@ def settings() -> Settings:
             lake_bucket=env.get("LAKE_BUCKET", ""),
             glue_database_prefix=env.get("GLUE_DATABASE_PREFIX", ""),
             state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
-            ingest_queue_url=env.get("INGEST_QUEUE_URL") or None,
             ledger_table=env.get("LEDGER_TABLE") or None,
             chunk_size=int(env.get("CHUNK_SIZE", "25")),
             poll_seconds=int(env["POLL_SECONDS"]) if env.get("POLL_SECONDS") else None,
@@ -83,8 +81,8 @@ def settings() -> Settings:
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE") or "ml.m5.2xlarge",
             training_time_limit=int(env["TRAINING_TIME_LIMIT"]) if env.get("TRAINING_TIME_LIMIT") else None,
             training_presets=env.get("TRAINING_PRESETS") or None,
-            training_settle_seconds=(
-                int(env["TRAINING_SETTLE_SECONDS"]) if env.get("TRAINING_SETTLE_SECONDS") else None
+            delivery_quiet_seconds=(
+                int(env["DELIVERY_QUIET_SECONDS"]) if env.get("DELIVERY_QUIET_SECONDS") else None
             ),
             run_config=json.loads(env.get("RUN_CONFIG") or "{}"),
         )

@@ -10,7 +10,8 @@
 
 Start-up: moto's server (once per process), the stack from template.yaml (SAM transform + moto's
 CloudFormation + `reconcile`), the in-process Lambda invoker, the SQS event-source pollers. Shut-down
-stops the pollers and running executions, resets moto and restores `os.environ`. One runtime at a time
+stops the pollers and running executions, ends running jobs (`LocalJobs.close()`: their process groups,
+folders and registry entries), resets moto and restores `os.environ`. One runtime at a time
 per process (moto's state and `os.environ` are process-global).
 """
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -56,7 +55,7 @@ DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 LOCAL_PARAMETERS: dict[str, str | int | float] = {
     "Stage": "dev",
     "PollSeconds": 1,
-    "TrainingSettleSeconds": 5,
+    "DeliveryQuietSeconds": 10,
     "TrainingTimeLimit": 20,
 }
 
@@ -179,9 +178,7 @@ class LocalRuntime:
         invoker.install()
         # SageMaker Processing / Batch jobs (the radiomics job) run as local subprocesses.
         jobs = self._jobs = LocalJobs(
-            self.template_path.parent / "containers" / "radiomics",
-            Path(tempfile.mkdtemp(prefix="mmpipe-jobs-")),
-            workers=self._job_workers,
+            self.template_path.parent / "containers" / "radiomics", workers=self._job_workers
         )
         jobs.install()
         # moto's Step Functions engine calls boto3.client() from its worker threads; creating the default
@@ -212,10 +209,8 @@ class LocalRuntime:
         if self._invoker is not None:
             self._invoker.uninstall()
             self._invoker = None
-        if self._jobs is not None:
-            self._jobs.uninstall()
-            self._jobs.wait(60)
-            shutil.rmtree(self._jobs.workdir, ignore_errors=True)
+        if self._jobs is not None:  # ends running jobs and their workers, removes their folders
+            self._jobs.close()
             self._jobs = None
         self._inboxes.clear()
         if self._server is not None and self._server.running:

@@ -23,6 +23,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         settings(),
         event.get("features"),
         event.get("training"),
+        event.get("delivery"),
     )
     logger.info("run finalized", extra={"status": summary["status"], "quarantined": summary["quarantined"]})
     return summary

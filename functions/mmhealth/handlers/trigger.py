@@ -1,8 +1,8 @@
-"""SQS (S3 ObjectCreated events) -> classified, deduplicated run -> one state machine execution.
+"""SQS (S3 ObjectCreated events) -> classified objects recorded under their delivery's wave -> its run.
 
 Partial batch failures: a message whose object cannot be read is reported in batchItemFailures and
-retried alone (then dead-lettered); the others go on into this batch's run. The objects are sniffed
-concurrently first; the BatchProcessor then accounts for each record's outcome.
+retried alone (then dead-lettered); the others are recorded. The objects are sniffed concurrently first;
+the BatchProcessor then accounts for each record's outcome.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     with processor(records=event["Records"], handler=classified_files):
         outcomes = processor.process()
     files = [f for status, result, _ in outcomes if status == "success" for f in result]
-    run_id = ingest.start_run(files, settings())
-    if run_id:
-        logger.append_keys(run_id=run_id)
+    run_ids = ingest.start_runs(files, settings())
     response = processor.response()
     logger.info(
         "batch processed",
@@ -45,6 +43,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "records": len(event["Records"]),
             "files": len(files),
             "failed": len(response["batchItemFailures"]),
+            "runs": run_ids,
         },
     )
     return dict(response)

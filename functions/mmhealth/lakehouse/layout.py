@@ -1,31 +1,25 @@
 """Every S3 key of the lake bucket, built here and nowhere else.
 
-runs/<run_id>/manifest.json                 the run manifest (trigger)
-runs/<run_id>/chunks/<modality>-<n>.json    one chunk of files (trigger)
+runs/<run_id>/manifest.json                 the run manifest (Prepare, once the wave closed)
+runs/<run_id>/chunks/<modality>-<n>.json    one chunk of files (Prepare)
 runs/<run_id>/quarantine/<stage>-<object_id>-<n>.json   one quarantine record each
 runs/<run_id>/superseded/<object_id>.json   a delivered version overwritten before it was read
-runs/<run_id>/<step>-gate.json              a run's mark at a once-per-delivery gate
 runs/<run_id>/summary.json                  counts for on-call and the CLI (finalize)
 staging/<run_id>/<modality>/<table>/part-<chunk_id>.parquet    import output, committed by catalog
 healthlake/<run_id>/<chunk_id>/             HealthLake import input, origins and output
 healthimaging/<run_id>/<chunk_id>/          HealthImaging import input and output
 imaging/pending/<series_uid>.json           inconsistent series waiting to be stable
 radiomics/<run_id>/                         the radiomics job's input manifest and output
-features/pending/<run_id>                   a run whose features rebuild was deferred
-datasets/<dataset_id>/                      a training dataset snapshot; datasets/latest.json the newest
+datasets/<dataset_id>/                      a training dataset snapshot; trained.json once a model exists
 training/<run_id>/                          a training job's output
 warehouse/<namespace>/<table>/              Iceberg tables (pyiceberg + Glue)
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from mmhealth.contracts import Modality, Stage
 
-FEATURES_PENDING = "features/pending/"
 IMAGING_PENDING = "imaging/pending/"
-LATEST_DATASET = "datasets/latest.json"
 
 
 def warehouse(bucket: str) -> str:
@@ -35,10 +29,6 @@ def warehouse(bucket: str) -> str:
 def table_location(bucket: str, name: str) -> str:
     """Where the Iceberg table "<namespace>.<table>" keeps its data and metadata."""
     return f"{warehouse(bucket)}/{name.replace('.', '/')}"
-
-
-def gate_key(run_id: str, step: Literal["features", "training"]) -> str:
-    return f"runs/{run_id}/{step}-gate.json"
 
 
 def healthlake_prefix(run_id: str, chunk_id: str) -> str:

@@ -16,7 +16,6 @@ same lakehouse state gives the same id and a run whose features did not change t
 - `patients.json`    per patient, for the report's patient view: clinical timeline (conditions,
                      medications, encounters; dates and codes only), variants of note (ClinVar pathogenic or
                      likely pathogenic alleles carried) and region volumes from radiomics.
-`datasets/latest.json` names the newest snapshot and the run that wrote it (the training gate reads it).
 """
 
 from __future__ import annotations
@@ -34,12 +33,12 @@ from pydantic import BaseModel
 from mmhealth import storage
 from mmhealth.features.genomic import is_pathogenic
 from mmhealth.features.outcomes import OUTCOMES as OUTCOME_DEFINITIONS
-from mmhealth.featurize import label_prevalence
 from mmhealth.identity.resolve import Identity, from_links, person_of_reference
 from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
+from mmhealth.training.featurize import label_prevalence
 
 OUTCOMES = tuple(OUTCOME_DEFINITIONS)
 MODALITY_TABLES = {
@@ -48,7 +47,6 @@ MODALITY_TABLES = {
     "imaging": "features.imaging",
 }
 NOT_FEATURES = {"patient_id", "index_date", "series_uid", "run_id", "object_id", "source_key"}
-LATEST = layout.LATEST_DATASET
 TIMELINE_EVENTS_PER_PATIENT = 60
 
 
@@ -140,7 +138,6 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
     storage.write_json(
         lake, f"{prefix(dataset_id)}patients.json", patient_views(table["patient_id"].to_pylist(), identity)
     )
-    storage.write_json(lake, LATEST, {"dataset_id": dataset_id, "run_id": run_id, "created_at": created})
     logger.info(
         "dataset snapshot written",
         extra={"dataset_id": dataset_id, "rows": table.num_rows, **snapshot.patients_per_modality},

@@ -10,20 +10,12 @@ Contract with the job (containers/training, `python -m training_job`; SageMaker 
   leaderboard.csv, feature_importance.csv, predictions.parquet); a failure's reason is the job's
   FailureReason (the job writes /opt/ml/output/failure).
 
-The training gate (StartTraining, after a Wait of `training_settle_seconds` when the run built a snapshot):
-a delivery arriving as several runs (one per trigger batch) trains once, on the newest snapshot, by the last
-run to get here. A run that reaches the gate marks it (`runs/<run>/training-gate.json`: it builds no newer
-snapshot; see mmhealth.delivery), then trains the newest snapshot (`datasets/latest.json`, whichever run
-wrote it) only when
-- no other execution of the pipeline is still running without that mark (it will build a newer snapshot
-  and come here after this run),
-- no model of that snapshot exists (`datasets/<id>/trained.json`), and
-- it wins the snapshot's claim (`datasets/<id>/training-claim.json`, written with If-None-Match: *), so two
-  runs arriving together start one job.
-Otherwise the run's TrainingRun says why it skipped. A run that fails before its gate leaves the delivery
-untrained until it is redriven (its redrive reaches the gate). Started and polled here, never `.sync`;
-locally the runtime answers CreateTrainingJob/DescribeTrainingJob by running the same entry point in a
-subprocess.
+What a run trains (StartTraining): the dataset snapshot its own Features step built, unless training is
+off, the run built none (its rows did not change, or no patient has labels yet), the snapshot has too few
+labelled patients, or a model of that snapshot exists already (`datasets/<id>/trained.json`). Otherwise the
+run's TrainingRun says why it skipped. One training job per run; a run is one wave of one delivery
+(mmhealth.waves), so a delivery trains once. Started and polled here, never `.sync`; locally the runtime
+answers CreateTrainingJob/DescribeTrainingJob by running the same entry point in a subprocess.
 
 Idempotency: the job name derives from the run id; a retried start that finds the name taken adopts it.
 """
@@ -39,8 +31,8 @@ from typing import Any, Literal
 import pyarrow as pa
 from botocore.exceptions import ClientError
 
-from mmhealth import delivery, polling, storage
-from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun, utc_now
+from mmhealth import polling, storage
+from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import replace_rows
@@ -90,27 +82,23 @@ def hyperparameters(config: RunConfig, source_uri: str | None = None) -> dict[st
 
 
 def start(run_id: str, config: RunConfig, features: dict[str, Any] | None = None) -> TrainingRun:
-    """StartTraining: the gate, then CreateTrainingJob; COMPLETED with `skipped` when nothing to train.
-
-    `features` (the run's Features result) is not needed by the gate: the newest snapshot is trained,
-    whichever run built it. It is kept in the state input for the execution history."""
-    del features
+    """StartTraining: CreateTrainingJob on the run's snapshot; COMPLETED with `skipped` when nothing to
+    train (see the module docstring). `features` is the run's Features outcome ({"result": ...})."""
     idle = TrainingRun(run_id=run_id, status="COMPLETED", config=config)
-    reason, snapshot = _gate(run_id, config)
-    if reason is not None:
+    reason, dataset_id = _what_to_train(config, (features or {}).get("result") or {})
+    if dataset_id is None:
         logger.info("training skipped", extra={"reason": reason})
         return idle.model_copy(update={"skipped": reason})
-    assert snapshot is not None
     cfg = settings()
     name = job_name(run_id)
     output = f"s3://{cfg.lake_bucket}/{prefix(run_id)}"
-    uri = f"s3://{cfg.lake_bucket}/{dataset.prefix(snapshot['dataset_id'])}"
+    uri = f"s3://{cfg.lake_bucket}/{dataset.prefix(dataset_id)}"
     job = _create_training_job(storage.client("sagemaker"), cfg, name, uri, output, config)
     return idle.model_copy(
         update={
             "status": "IN_PROGRESS",
             "job": job,
-            "dataset_id": snapshot["dataset_id"],
+            "dataset_id": dataset_id,
             "dataset_uri": uri,
             "wait_seconds": config.poll_seconds,
             "output_uri": output,
@@ -118,32 +106,23 @@ def start(run_id: str, config: RunConfig, features: dict[str, Any] | None = None
     )
 
 
-def _gate(run_id: str, config: RunConfig) -> tuple[str | None, dict[str, Any] | None]:
-    """(why not, None) or (None, the snapshot to train): see the module docstring."""
+def _what_to_train(config: RunConfig, features: dict[str, Any]) -> tuple[str, str | None]:
+    """(why not, None) or ("", the dataset id to train): see the module docstring."""
     if not config.training:
         return "training is off for this run", None
+    snapshot = features.get("dataset")
+    if not snapshot:
+        why = features.get("reason") if features.get("skipped") else "no patient has labels yet"
+        return f"no dataset snapshot from this run: {why}", None
+    dataset_id = str(snapshot["dataset_id"])
     lake = settings().lake_bucket
-    still_ingesting = delivery.runs_still_before(run_id, "training")
-    latest = delivery.read_optional(lake, dataset.LATEST)
-    if latest is None:
-        return "no dataset snapshot yet: no patient has labels", None
-    if still_ingesting:
-        return (
-            f"run {still_ingesting[0]} ({len(still_ingesting)} run(s) in all) is still ingesting; the last run "
-            "to reach the training step trains the newest snapshot",
-            None,
-        )
-    dataset_id = latest["dataset_id"]
     too_few = _too_few_cases(lake, dataset_id)
     if too_few is not None:
         return too_few, None
-    trained = delivery.read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
+    trained = _read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
     if trained is not None:
         return f"dataset {dataset_id} already has a model (run {trained.get('run_id')})", None
-    claimant = _claim(lake, dataset_id, run_id)
-    if claimant != run_id:
-        return f"run {claimant} trains dataset {dataset_id}", None
-    return None, latest
+    return "", dataset_id
 
 
 # The training job needs this many positive and negative patients of an outcome to split and train it.
@@ -152,7 +131,7 @@ MIN_CASES_PER_CLASS = 5
 
 def _too_few_cases(lake: str, dataset_id: str) -> str | None:
     """Why the snapshot cannot train any outcome (too few labelled patients), or None."""
-    manifest = delivery.read_optional(lake, f"{dataset.prefix(dataset_id)}manifest.json") or {}
+    manifest = _read_optional(lake, f"{dataset.prefix(dataset_id)}manifest.json") or {}
     counts = {
         outcome: (int(c.get("positives", 0)), int(c.get("eligible", 0)) - int(c.get("positives", 0)))
         for outcome, c in (manifest.get("prevalence") or {}).items()
@@ -166,22 +145,14 @@ def _too_few_cases(lake: str, dataset_id: str) -> str | None:
     )
 
 
-def _claim(lake: str, dataset_id: str, run_id: str) -> str:
-    """The run that holds the snapshot's training claim: this one if it could write it first (or held it
-    already: a retried start)."""
-    key = f"{dataset.prefix(dataset_id)}training-claim.json"
-    body = json.dumps({"run_id": run_id, "at": utc_now()}).encode()
+def _read_optional(bucket: str, key: str) -> dict[str, Any] | None:
+    """The JSON object at `key`, or None when there is none."""
     try:
-        storage.client("s3").put_object(Bucket=lake, Key=key, Body=body, IfNoneMatch="*")
-        return run_id
+        return dict(storage.read_json(bucket, key))
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in (
-            "PreconditionFailed",
-            "ConditionalRequestConflict",
-        ):
-            raise
-    holder = delivery.read_optional(lake, key) or {}
-    return str(holder.get("run_id", "another run"))
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
 
 
 def _create_training_job(

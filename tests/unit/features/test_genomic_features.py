@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mmhealth import featurize, modality
+from mmhealth import modality
 from mmhealth.contracts import ManifestFile, S3Object
 from mmhealth.features.genomic import (
     GenomicFeatureConfig,
@@ -25,6 +25,7 @@ from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_SAMPLES, GENOMIC_VARIANTS
 from mmhealth.lakehouse.versions import OwnedByKey
+from mmhealth.training import featurize
 from mmpipe.synth import generate_cohort
 from tests.unit.genomic.vcf_files import genotype_vcf, write_vcf_file
 

@@ -1,9 +1,9 @@
 """Every function in template.yaml has a sample event in events/, and each handler accepts its event.
 
 The events are the ones `sam local invoke -e events/<name>.json <Function>` uses. They are chained: the
-run id in prepare.json is the one the trigger derives from trigger.json, the chunk in genomic_import.json is
-the one the trigger writes, and so on; this test replays the chain in a moto account seeded with the same
-files (tests/data/delivery), so an event that drifts from the code fails here.
+run in collect.json and prepare.json is the wave the trigger opens for trigger.json, the chunk in
+genomic_import.json is the one Prepare writes, and so on; this test replays the chain in a moto account
+seeded with the same files (tests/data/delivery), so an event that drifts from the code fails here.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_every_function_has_an_event() -> None:
 @pytest.fixture
 def dev_account(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """The dev stage's resource names, as the events use them, with the delivery's files in place."""
-    lake = _event("prepare")["manifest"]["bucket"]
+    lake = _event("radiomics_poll")["output_uri"].split("/")[2]
     landing = json.loads(_event("trigger")["Records"][0]["body"])["Records"][0]["s3"]["bucket"]["name"]
     for bucket in (lake, landing):
         aws.s3.create_bucket(Bucket=bucket)
@@ -85,10 +85,14 @@ def test_the_event_chain_runs_through_every_handler(
     handlers = {event_name(k): v for k, v in _functions().items()}
     run_id = _event("prepare")["run_id"]
 
-    # trigger.json: the delivery becomes the run named in prepare.json
+    # trigger.json: the delivery's first wave, the run named in collect.json and prepare.json
     assert _invoke(handlers["trigger"], _event("trigger"), lambda_context) == {"batchItemFailures": []}
     (execution,) = dev_account.sfn.list_executions(stateMachineArn=dev_account.state_machine)["executions"]
-    assert execution["name"] == run_id
+    assert execution["name"] == run_id == _event("collect")["run_id"]
+
+    # collect.json (quiet period 0): the wave closes at once, with every delivered file
+    collected = _invoke(handlers["collect"], _event("collect"), lambda_context)
+    assert (collected["closed"], collected["objects"]) == (True, 12)
 
     prepared = _invoke(handlers["prepare"], _event("prepare"), lambda_context)
     files = {m: prepared[m]["files"] for m in ("genomic", "clinical", "imaging")}
@@ -350,9 +354,11 @@ def test_the_clinical_poll_event_reads_the_healthlake_job(
 def test_with_the_healthomics_backend_the_import_starts_a_job_and_hands_over_to_polling(
     dev_account: SimpleNamespace, lambda_context, monkeypatch
 ) -> None:
-    # Given the delivery's chunk in place (the trigger wrote it) and the HealthOmics backend configured
+    # Given the delivery's chunk in place (the trigger recorded it, Collect closed the wave, Prepare wrote
+    # the chunk) and the HealthOmics backend configured
     handlers = {event_name(k): v for k, v in _functions().items()}
-    _invoke(handlers["trigger"], _event("trigger"), lambda_context)
+    for name in ("trigger", "collect", "prepare"):
+        _invoke(handlers[name], _event(name), lambda_context)
     monkeypatch.setenv("HEALTHOMICS_VARIANT_STORE", "mmpipe_variants")
     monkeypatch.setenv("HEALTHOMICS_ROLE_ARN", "arn:aws:iam::123456789012:role/omics-import")
     event = _event("genomic_import")

@@ -1,5 +1,6 @@
-"""The training steps of the state machine: the gate, CreateTrainingJob (Stubber against the real SageMaker
-model, exact request), adoption of a retried start, every status, and the catalog of the job's outputs.
+"""The training steps of the state machine: what a run trains (or why not), CreateTrainingJob (Stubber
+against the real SageMaker model, exact request), adoption of a retried start, every status, and the catalog of
+the job's outputs.
 
 S3 and Glue are moto (the `aws` fixture); SageMaker is a Stubber routed into the handlers.
 """
@@ -31,7 +32,7 @@ from mmhealth.training import dataset, job
 from tests.conftest import REPO, FakeLambdaContext
 from tests.unit.backend_fixtures import stubbed_in_handlers
 
-RUN_ID = "delivery-7-9f2c4e7a1b3d5f607182"
+RUN_ID = "delivery-7-w1"
 DATASET_ID = "0123456789abcdef01234567"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmpipe-training:latest"
 ROLE = "arn:aws:iam::123456789012:role/mmpipe-dev-TrainingJobRole"
@@ -42,7 +43,6 @@ CONFIG = RunConfig(poll_seconds=5, training_time_limit=30, training_hyperparamet
 
 @pytest.fixture
 def sagemaker(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
-    monkeypatch.setenv("STATE_MACHINE_ARN", pipeline(aws))
     monkeypatch.setenv("TRAINING_IMAGE_URI", IMAGE)
     monkeypatch.setenv("TRAINING_ROLE_ARN", ROLE)
     monkeypatch.setenv("TRAINING_INSTANCE_TYPE", "ml.m5.2xlarge")
@@ -50,24 +50,8 @@ def sagemaker(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Iterator
         yield stubber
 
 
-def pipeline(aws: SimpleNamespace) -> str:
-    """A stand-in pipeline whose executions stay RUNNING (the gate lists them)."""
-    import boto3
-
-    aws.sfn = boto3.client("stepfunctions", endpoint_url=aws.endpoint)
-    definition = json.dumps(
-        {"StartAt": "Ingest", "States": {"Ingest": {"Type": "Wait", "Seconds": 600, "End": True}}}
-    )
-    arn = aws.sfn.create_state_machine(
-        name="mmpipe-test-pipeline", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
-    )["stateMachineArn"]
-    aws.state_machine = arn
-    return str(arn)
-
-
-def features_result(aws: SimpleNamespace, *, latest_run: str = RUN_ID) -> dict[str, Any]:
-    """What BuildFeatures leaves in $.features when it wrote a snapshot (and datasets/latest.json)."""
-    storage.write_json(aws.lake, dataset.LATEST, {"dataset_id": DATASET_ID, "run_id": latest_run})
+def features_result(aws: SimpleNamespace) -> dict[str, Any]:
+    """What BuildFeatures leaves in $.features when it wrote a snapshot."""
     prevalence = {
         "hypertension": {"eligible": 100, "positives": 40},
         "stroke": {"eligible": 100, "positives": 3},
@@ -117,9 +101,7 @@ def arn() -> str:
     return f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_name(RUN_ID)}"
 
 
-def test_the_newest_snapshot_of_its_own_run_starts_a_training_job(
-    aws: SimpleNamespace, sagemaker: Stubber
-) -> None:
+def test_the_snapshot_of_its_own_run_starts_a_training_job(aws: SimpleNamespace, sagemaker: Stubber) -> None:
     sagemaker.add_response("create_training_job", {"TrainingJobArn": arn()}, create_request(aws.lake))
     started = training_start.lambda_handler(start_event(features_result(aws)), CONTEXT)
     assert (started["status"], started["job"]["job_id"], started["dataset_id"]) == (
@@ -161,30 +143,27 @@ def test_other_start_errors_are_not_swallowed(aws: SimpleNamespace, sagemaker: S
     ("case", "expected"),
     [
         ("training-off", "training is off"),
-        ("no-dataset", "no dataset snapshot yet"),
-        ("another-run-ingesting", "run delivery-7-later (1 run(s) in all) is still ingesting"),
-        ("already-trained", f"dataset {DATASET_ID} already has a model (run delivery-6-earlier)"),
-        ("claimed", f"run delivery-7-other trains dataset {DATASET_ID}"),
+        ("no-change", "no dataset snapshot from this run: no clinical, imaging or genomic rows changed"),
+        ("no-labels", "no dataset snapshot from this run: no patient has labels yet"),
+        ("already-trained", f"dataset {DATASET_ID} already has a model (run delivery-6-w1)"),
         ("too-few", f"dataset {DATASET_ID} has too few labelled patients to train (hypertension 4+/2-"),
     ],
 )
-def test_the_gate_starts_no_job_and_says_why(
+def test_a_run_without_something_new_to_train_starts_no_job_and_says_why(
     aws: SimpleNamespace, sagemaker: Stubber, case: str, expected: str
 ) -> None:
     features: dict[str, Any] | None = features_result(aws)
     config = CONFIG
     if case == "training-off":
         config = CONFIG.model_copy(update={"training": False})
-    elif case == "no-dataset":
-        aws.s3.delete_object(Bucket=aws.lake, Key=dataset.LATEST)
-    elif case == "another-run-ingesting":
-        aws.sfn.start_execution(stateMachineArn=aws.state_machine, name="delivery-7-later")
+    elif case == "no-change":
+        features = {
+            "result": {"skipped": True, "reason": "no clinical, imaging or genomic rows changed in this run"}
+        }
+    elif case == "no-labels":
+        features = {"result": {"patients": 0, "dataset": None}}
     elif case == "already-trained":
-        storage.write_json(aws.lake, f"datasets/{DATASET_ID}/trained.json", {"run_id": "delivery-6-earlier"})
-    elif case == "claimed":
-        storage.write_json(
-            aws.lake, f"datasets/{DATASET_ID}/training-claim.json", {"run_id": "delivery-7-other"}
-        )
+        storage.write_json(aws.lake, f"datasets/{DATASET_ID}/trained.json", {"run_id": "delivery-6-w1"})
     else:
         prevalence = {
             "hypertension": {"eligible": 6, "positives": 4},
@@ -194,38 +173,6 @@ def test_the_gate_starts_no_job_and_says_why(
     started = training_start.lambda_handler(start_event(features, config), CONTEXT)
     assert (started["status"], started["job"]) == ("COMPLETED", None)
     assert started["skipped"].startswith(expected)
-
-
-def test_the_last_run_to_reach_the_gate_trains_the_newest_snapshot_even_if_another_run_built_it(
-    aws: SimpleNamespace, sagemaker: Stubber
-) -> None:
-    # Given the newest snapshot written by another run, which has passed its gate and still runs
-    features_result(aws, latest_run="delivery-7-earlier")
-    aws.sfn.start_execution(stateMachineArn=aws.state_machine, name="delivery-7-earlier")
-    storage.write_json(
-        aws.lake, "runs/delivery-7-earlier/training-gate.json", {"run_id": "delivery-7-earlier"}
-    )
-    aws.sfn.start_execution(stateMachineArn=aws.state_machine, name=RUN_ID)  # this run
-    sagemaker.add_response("create_training_job", {"TrainingJobArn": arn()}, create_request(aws.lake))
-
-    # When this run (whose own features changed nothing) reaches the gate
-    started = training_start.lambda_handler(start_event({"result": {"skipped": True}}), CONTEXT)
-
-    # Then it trains the newest snapshot, holds its claim and has marked its own gate
-    assert (started["status"], started["dataset_id"]) == ("IN_PROGRESS", DATASET_ID)
-    claim = storage.read_json(aws.lake, f"datasets/{DATASET_ID}/training-claim.json")
-    assert claim["run_id"] == RUN_ID
-    assert storage.read_json(aws.lake, f"runs/{RUN_ID}/training-gate.json")["run_id"] == RUN_ID
-
-
-def test_two_runs_at_the_gate_together_start_one_job(aws: SimpleNamespace, sagemaker: Stubber) -> None:
-    features_result(aws)
-    sagemaker.add_response("create_training_job", {"TrainingJobArn": arn()}, create_request(aws.lake))
-    first = training_start.lambda_handler(start_event(features_result(aws)), CONTEXT)
-    other = start_event(features_result(aws)) | {"run_id": "delivery-7-twin"}
-    second = training_start.lambda_handler(other, CONTEXT)
-    assert first["status"] == "IN_PROGRESS"
-    assert second["skipped"] == f"run {RUN_ID} trains dataset {DATASET_ID}"
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@
 
 Features are a function of the whole lakehouse, not of one run's files (a patient's index-date window
 spans deliveries), so each run that changed clinical, imaging or genomic data rebuilds them and replaces the
-tables whole, tagged with the run id like every other commit. Imaging features use the index dates of the
-labels; genomic features need none (a germline genome does not change with time).
+tables whole, tagged with the run id like every other commit (mmhealth.training.stage decides when).
+Imaging features use the index dates of the labels; genomic features need none (a germline genome does
+not change with time).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def rebuild_features(
     run_id: str, branches: list[dict[str, Any]], config: FeatureConfig | None = None, *, force: bool = False
 ) -> dict[str, Any]:
     """Recompute and commit the features and labels; returns counts and label prevalence. Skipped when the
-    run changed no rows, unless `force` (runs that deferred to this one did)."""
+    run changed no rows, unless `force`."""
     if not force and not changed(branches):
         return {"skipped": True, "reason": "no clinical, imaging or genomic rows changed in this run"}
     catalog = lakehouse_catalog()
