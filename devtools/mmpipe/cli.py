@@ -1,22 +1,74 @@
 """The `mmpipe` command: synthesise a cohort, run the pipeline locally, summarise a run; operate the pipeline
-(status, redrive) in AWS or on the local runtime; invoke one function locally; keep a local runtime up."""
+(status, redrive, export) in AWS or on the local runtime; invoke one function locally; keep a local runtime
+up."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mmpipe.local.state_file import DEFAULT_STATE_FILE
+
+USAGE_ERROR = 2  # a wrong name or argument, nothing there, cannot reach it: the operator's to fix
+FAILURE = 1  # the run failed, or mmpipe did
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head -1` ends.
+CLOSED_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (`error: ...`) instead of the usage block and the message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(cast: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number above zero (`--patients -3` is an operator's typo, not a cohort)."""
+    kind = "whole number" if cast is int else "number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    return parse
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not (key and equals):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def _modalities(text: str) -> set[str]:
+    from mmpipe.synth.generate import MODALITIES
+
+    requested = {m.strip() for m in text.split(",") if m.strip()}
+    unknown = sorted(requested - MODALITIES)
+    if unknown or not requested:
+        raise argparse.ArgumentTypeError(
+            f"unknown modality {', '.join(unknown) or '(none given)'}; choose from {','.join(sorted(MODALITIES))}"
+        )
+    return requested
 
 
 def _synth(args: argparse.Namespace) -> int:
     from mmpipe.synth import generate_cohort
 
-    modalities = {m.strip() for m in args.modalities.split(",") if m.strip()}
-    summary = generate_cohort(Path(args.out), patients=args.patients, seed=args.seed, modalities=modalities)
+    summary = generate_cohort(
+        Path(args.out), patients=args.patients, seed=args.seed, modalities=args.modalities
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -24,18 +76,13 @@ def _synth(args: argparse.Namespace) -> int:
 def _local_run(args: argparse.Namespace) -> int:
     from mmpipe.local_run import run
 
-    parameters = dict(p.split("=", 1) for p in args.param)
-    return run(Path(args.input), Path(args.out), args.delivery, args.timeout, parameters)
+    return run(Path(args.input), Path(args.out), args.delivery, args.timeout, dict(args.param))
 
 
 def _summary(args: argparse.Namespace) -> int:
     from mmpipe.summary import print_summary
 
     return print_summary(Path(args.out))
-
-
-def _params(pairs: list[str]) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in pairs)
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -46,8 +93,9 @@ def _target(args: argparse.Namespace) -> Any:
     return stack_target(args.stack, args.region)
 
 
-def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, default=str))
+def _show(args: argparse.Namespace, document: Any, render: Callable[[Any], str]) -> None:
+    """The document as JSON with --json, else as `render` writes it for a person."""
+    print(json.dumps(document, indent=2, default=str) if args.json else render(document))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -55,17 +103,12 @@ def _status(args: argparse.Namespace) -> int:
 
     target = _target(args)
     if args.run:
-        document = status.run_status(target, args.run, quarantine_limit=args.quarantine_limit)
-        if args.json:
-            _print_json(document)
-        else:
-            print(status.render_run(document))
-        return 0
+        document = status.status_of(target, args.run, quarantine_limit=args.quarantine_limit)
+        _show(args, document, status.render)
+        return status.exit_code(document)
     rows = status.recent_executions(target, limit=args.limit)
-    if args.json:
-        _print_json({"target": target.description, "executions": rows})
-    else:
-        print(status.render_executions(rows, target.description))
+    listing = {"target": target.description, "executions": rows}
+    _show(args, listing, lambda doc: status.render_executions(doc["executions"], doc["target"]))
     return 0
 
 
@@ -77,11 +120,16 @@ def _redrive(args: argparse.Namespace) -> int:
         result = redrive.redrive_dlq(target, dry_run=args.dry_run)
     else:
         result = redrive.redrive_run(target, args.run, dry_run=args.dry_run, restart=args.restart)
-    if args.json:
-        _print_json(result)
-    else:
-        print(redrive.render(result))
-    return 0 if result.get("failed", 0) == 0 else 1
+    _show(args, result, redrive.render)
+    return 0 if result.get("failed", 0) == 0 else FAILURE
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmpipe.export import export_run, render
+
+    result = export_run(_target(args), args.run, Path(args.out))
+    _show(args, result, render)
+    return 0
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -91,7 +139,7 @@ def _invoke(args: argparse.Namespace) -> int:
     if args.local:
         result = invoke.invoke_attached(Path(args.state_file), args.function, event)
     else:
-        result = invoke.invoke_fresh(args.function, event, _params(args.param))
+        result = invoke.invoke_fresh(args.function, event, dict(args.param))
     return invoke.print_result(result)
 
 
@@ -101,7 +149,7 @@ def _local_up(args: argparse.Namespace) -> int:
     return serve(
         Path(args.inbox),
         Path(args.state_file),
-        parameters=_params(args.param),
+        parameters=dict(args.param),
         log_file=Path(args.log_file) if args.log_file else None,
         settle=args.settle,
         batching_window=args.batching_window,
@@ -124,12 +172,19 @@ def _add_ops_commands(sub: Any) -> None:
     status = sub.add_parser(
         "status",
         help="recent executions, or one run's progress, counts, quarantine and failure (AWS or local)",
+        epilog="Exit status with --run: 0 when the run (every run of a delivery) succeeded or is still running; "
+        "1 when one failed, timed out or was aborted (its newest attempt counts); 2 when nothing has that "
+        "name or the target cannot be read.",
     )
     _add_target_arguments(status)
-    status.add_argument("--run", help="a run id, execution name or execution ARN: show that run in detail")
-    status.add_argument("--limit", type=int, default=20, help="how many recent executions to list")
     status.add_argument(
-        "--quarantine-limit", type=int, default=100, help="quarantine records to read for --run"
+        "--run",
+        help="a run id, execution name or ARN: that run in detail; or a delivery name (the folder under "
+        "incoming/): each of its runs (one per wave), the newest in detail",
+    )
+    status.add_argument("--limit", type=_positive(int), default=20, help="how many recent executions to list")
+    status.add_argument(
+        "--quarantine-limit", type=_positive(int), default=100, help="quarantine records to read for --run"
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_status)
@@ -148,6 +203,22 @@ def _add_ops_commands(sub: Any) -> None:
     redrive.add_argument("--json", action="store_true", help="machine-readable output")
     redrive.set_defaults(func=_redrive)
 
+    export = sub.add_parser(
+        "export",
+        help="write a run's summary, manifest, quarantine, training report and tables to a folder",
+        epilog="Writes summary.json, manifest.json, quarantine.jsonl; when the run trained: report.html, "
+        "metrics.json, leaderboard.csv, feature_importance.csv, predictions.parquet, model_card.json; "
+        "tables/: every features.* table, the run's ops.quarantine rows, the training dataset snapshot. "
+        "The folder holds patient-level data.",
+    )
+    _add_target_arguments(export)
+    export.add_argument(
+        "--run", required=True, help="a run id, execution name or ARN, or a delivery name (its newest run)"
+    )
+    export.add_argument("--out", required=True, help="folder to write into (created; files are overwritten)")
+    export.add_argument("--json", action="store_true", help="machine-readable output")
+    export.set_defaults(func=_export)
+
     invoke = sub.add_parser(
         "invoke", help="invoke one function's handler with an event on the local runtime (no Docker)"
     )
@@ -162,7 +233,12 @@ def _add_ops_commands(sub: Any) -> None:
         "--state-file", default=str(DEFAULT_STATE_FILE), help="with --local (default: %(default)s)"
     )
     invoke.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter (fresh runtime)"
+        "--param",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="template parameter (fresh runtime)",
     )
     invoke.set_defaults(func=_invoke)
 
@@ -189,24 +265,31 @@ def _add_local_up(local_sub: Any) -> None:
         "--batching-window", type=float, default=5.0, help="cap on the trigger's batching window (s)"
     )
     up.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter override"
+        "--param",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="template parameter override",
     )
     up.set_defaults(func=_local_up)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmpipe", description=__doc__)
+    parser = _Parser(prog="mmpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser(
         "synth", help="write a synthetic, coherent multimodal cohort (deterministic per seed)"
     )
-    synth.add_argument("--patients", type=int, default=200)
+    synth.add_argument("--patients", type=_positive(int), default=200)
     synth.add_argument("--seed", type=int, default=7)
     synth.add_argument(
         "--out", required=True, help="folder to write the delivery into (truth in OUT/.truth/)"
     )
-    synth.add_argument("--modalities", default="genomic,clinical,imaging", help="comma-separated subset")
+    synth.add_argument(
+        "--modalities", type=_modalities, default="genomic,clinical,imaging", help="comma-separated subset"
+    )
     synth.set_defaults(func=_synth)
 
     local = sub.add_parser("local", help="the Docker-free local runtime")
@@ -217,9 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", required=True, help="where run.json, tables/, quarantine.jsonl and logs go")
     run.add_argument("--delivery", help="delivery name (default: delivery-<UTC timestamp>)")
-    run.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the executions")
     run.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter override"
+        "--timeout", type=_positive(float), default=3600, help="seconds to wait for the executions"
+    )
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="template parameter override",
     )
     run.set_defaults(func=_local_run)
     _add_local_up(local_sub)
@@ -232,12 +322,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Every error is one line on stderr (`MMPIPE_DEBUG=1` adds the traceback of an
+    unexpected one); exit 2 for the operator's errors, 1 for failures, 141 when stdout's reader went away."""
     try:
-        return int(args.func(args))
-    except _operator_errors() as exc:  # evaluated only when something is raised
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)  # --help writes to stdout too
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that has gone away shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return CLOSED_PIPE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:
+        if _is_operator_error(exc):
+            _error(str(exc))
+            return USAGE_ERROR
+        debug = bool(os.environ.get("MMPIPE_DEBUG"))
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (rerun with MMPIPE_DEBUG=1 for the traceback)"
+        _error(f"{type(exc).__name__}: {exc}{hint}")
+        return FAILURE
+
+
+def _error(message: str) -> None:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+
+
+def _discard_stdout() -> None:
+    """Like `head`'s writer, end quietly: what is still buffered goes to /dev/null, not to a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (a test's stand-in)
+        pass
+
+
+def _is_operator_error(exc: Exception) -> bool:
+    try:
+        return isinstance(exc, _operator_errors())
+    except ImportError:  # a broken install: the exception is reported as unexpected, still on one line
+        return False
 
 
 def _operator_errors() -> tuple[type[Exception], ...]:
@@ -258,6 +385,7 @@ def _operator_errors() -> tuple[type[Exception], ...]:
         UnknownFunctionError,
         InvalidEventError,
         FileNotFoundError,
+        FileExistsError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,

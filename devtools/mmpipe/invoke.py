@@ -9,6 +9,7 @@ what its inbox ingested) through its Lambda endpoint.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from mmpipe.local.state_file import read_state
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
+TEMPLATE = REPO / "template.yaml"
 
 # An invocation may run as long as the function's Timeout (up to 15 minutes).
 _INVOKE_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=960)
@@ -36,7 +38,7 @@ class UnknownFunctionError(LookupError):
 
 
 class InvalidEventError(ValueError):
-    """The event file is not JSON."""
+    """The event file cannot be read or is not JSON."""
 
 
 @dataclass(frozen=True)
@@ -57,25 +59,42 @@ def event_name(logical_id: str) -> str:
 
 
 def resolve_function(name: str, functions: Iterable[str]) -> str:
-    """The logical id meant by `name`: a logical id (GenomicImportFunction), its event name
-    (genomic_import) or its deployed function name. Raises UnknownFunctionError listing the choices."""
+    """The logical id meant by `name`: a logical id (GenomicImportFunction) or its event name
+    (genomic_import). Raises UnknownFunctionError with the closest name, or the choices when none is close."""
     functions = list(functions)
     for logical_id in functions:
         if name in (logical_id, event_name(logical_id)):
             return logical_id
-    known = ", ".join(f"{event_name(f)} ({f})" for f in sorted(functions))
-    raise UnknownFunctionError(f"no function {name!r}; functions: {known}")
+    names = sorted({*functions, *(event_name(f) for f in functions)})
+    close = difflib.get_close_matches(name, names, n=1) or difflib.get_close_matches(name.lower(), names, n=1)
+    if close:
+        raise UnknownFunctionError(f"unknown function {name!r}; did you mean {close[0]}?")
+    known = ", ".join(sorted(event_name(f) for f in functions))
+    raise UnknownFunctionError(f"unknown function {name!r}; choose from {known} (or their logical ids)")
+
+
+def template_functions(template: Path = TEMPLATE) -> list[str]:
+    """The logical ids of the template's functions: a name is checked before a runtime is started for it."""
+    from mmpipe.local.template import SERVERLESS_FUNCTION, load_sam_template
+
+    resources = load_sam_template(template)["Resources"]
+    return [name for name, resource in resources.items() if resource.get("Type") == SERVERLESS_FUNCTION]
 
 
 def load_event(logical_id: str, path: Path | None, stdin: TextIO = sys.stdin) -> bytes:
     """The event bytes: from `path` ('-' for stdin) or events/<event name>.json. Raises InvalidEventError
-    when it is not JSON, FileNotFoundError when there is no such file."""
+    naming the file when it cannot be read or is not JSON."""
     if path is None:
         path = EVENTS / f"{event_name(logical_id)}.json"
-    raw = stdin.read().encode() if str(path) == "-" else Path(path).read_bytes()
+        if not path.exists():
+            raise InvalidEventError(f"{logical_id} has no sample event {path}: pass --event FILE")
+    try:
+        raw = stdin.read().encode() if str(path) == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidEventError(f"cannot read event file {path}: {exc.strerror or exc}") from exc
     try:
         json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidEventError(f"{path} is not JSON: {exc}") from exc
     return raw
 
@@ -109,14 +128,17 @@ def invoke_attached(state_file: Path, function: str, event_path: Path | None) ->
 def invoke_fresh(
     function: str, event_path: Path | None, parameters: dict[str, str], log_stream: TextIO = sys.stderr
 ) -> InvokeResult:
-    """Start a local runtime for this one call, invoke, stop it. Handler logs go to `log_stream`."""
+    """Start a local runtime for this one call, invoke, stop it. Handler logs go to `log_stream`. The name
+    and the event are checked first: a typo should not cost a runtime's start."""
     from mmpipe.local.runtime import LocalRuntime
 
+    logical_id = resolve_function(function, template_functions())
+    event = load_event(logical_id, event_path)
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     route_handler_logs(logging.StreamHandler(log_stream))
     with LocalRuntime(parameters=parameters) as runtime:
-        logical_id = resolve_function(function, runtime.functions)
-        event = load_event(logical_id, event_path)
+        if logical_id not in runtime.functions:
+            raise UnknownFunctionError(f"{logical_id} is not deployed with these template parameters")
         return invoke(runtime.client("lambda"), logical_id, runtime.functions[logical_id].name, event)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mmpipe.status import FAILED, RunNotFoundError, attempts, next_attempt_name, run_id_of
+from mmpipe.status import FAILED, RunNotFoundError, attempts, find_runs, next_attempt_name, run_id_of
 from mmpipe.targets import Target, TargetError
 
 MAX_EXECUTION_NAME = 80
@@ -47,7 +47,15 @@ def redrive_run(target: Target, run: str, *, dry_run: bool = False, restart: boo
     """Re-drive the latest execution of a run (RedriveExecution; a new execution where unsupported, or
     always with `restart`). Raises RunNotFoundError, NothingToRedriveError; ClientError when the service
     refuses (e.g. ExecutionNotRedrivable: then `restart` starts a new execution instead)."""
-    named = attempts(target, run)[-1]
+    delivery, runs = find_runs(target, run)
+    if delivery is not None:  # one run at a time: each wave has its own files and its own failure
+        failed = [executions[-1]["name"] for executions in runs if executions[-1]["status"] in FAILED]
+        raise NothingToRedriveError(
+            f"{run} is a delivery; re-drive one of its runs: {', '.join(failed)}"
+            if failed
+            else f"{run} is a delivery, and none of its runs failed"
+        )
+    named = runs[0][-1]
     run_id = run_id_of(named)
     try:  # the newest attempt of the run, whichever of its executions was named
         latest = attempts(target, run_id)[-1]

@@ -1,4 +1,5 @@
-"""What a finished local (or cloud) run leaves for people: run.json, the tables as Parquet, quarantine.jsonl.
+"""What a finished local (or cloud) run leaves for people: run.json, the tables as Parquet, quarantine.jsonl,
+the training report. Shared by `mmpipe local run` and `mmpipe export`.
 
 Everything here reads through the public AWS APIs (Step Functions history, S3, the Glue-backed Iceberg
 catalog), so the same code describes a run in the cloud or on the local runtime.
@@ -9,15 +10,23 @@ from __future__ import annotations
 import json
 import tarfile
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 
 from mmhealth.lakehouse.catalog import NAMESPACES, lakehouse_catalog
+from mmhealth.training.job import REPORT_FILES
+
+# Which rows of the table "<namespace>.<table>" to export: a pyiceberg row filter, or None to leave it out.
+TableSelection = Callable[[str], BooleanExpression | None]
 
 
 def state_timings(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
@@ -82,24 +91,43 @@ def describe_execution(sfn: Any, s3: Any, lake_bucket: str, arn: str) -> dict[st
     return result
 
 
-def export_tables(out_dir: Path, glue_prefix: str) -> dict[str, int]:
-    """Every lakehouse table as OUT/tables/<namespace>.<table>.parquet; returns row counts."""
-    catalog = lakehouse_catalog()
-    glue = boto3.client("glue")
+def every_table(name: str) -> BooleanExpression | None:
+    """Every table, whole (`mmpipe local run`: the lakehouse it started empty holds only this delivery)."""
+    return AlwaysTrue()
+
+
+def export_tables(
+    out_dir: Path,
+    glue_prefix: str,
+    catalog: Catalog | None = None,
+    glue: Any = None,
+    select: TableSelection = every_table,
+) -> dict[str, int]:
+    """The lakehouse tables `select` picks, as OUT/tables/<namespace>.<table>.parquet; returns row counts.
+    The catalog and Glue client default to the environment's (the local runtime's, in `local run`)."""
+    catalog = catalog or lakehouse_catalog()
+    glue = glue or boto3.client("glue")
     counts: dict[str, int] = {}
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     for namespace in NAMESPACES:
         database = f"{glue_prefix}{namespace}"
         try:
-            tables = glue.get_tables(DatabaseName=database)["TableList"]
+            tables = [
+                t
+                for page in glue.get_paginator("get_tables").paginate(DatabaseName=database)
+                for t in page["TableList"]
+            ]
         except glue.exceptions.EntityNotFoundException:
             continue
         for entry in tables:
+            name = f"{namespace}.{entry['Name']}"
+            row_filter = select(name)
+            if row_filter is None:
+                continue
             try:
-                arrow = catalog.load_table((database, entry["Name"])).scan().to_arrow()
+                arrow = catalog.load_table((database, entry["Name"])).scan(row_filter=row_filter).to_arrow()
             except NoSuchTableError:
                 continue
-            name = f"{namespace}.{entry['Name']}"
             pq.write_table(arrow, out_dir / "tables" / f"{name}.parquet")
             counts[name] = arrow.num_rows
     return counts
@@ -122,9 +150,8 @@ def export_quarantine(out_dir: Path, s3: Any, lake_bucket: str, run_ids: list[st
 
 
 def export_training(out_dir: Path, s3: Any, runs: list[dict[str, Any]]) -> dict[str, str] | None:
-    """OUT/metrics.json, OUT/report.html and OUT/model_card.json from the newest run that trained a model
-    (a delivery of several runs trains once: the others' summaries say why they skipped). None when no run
-    trained."""
+    """The training artifacts (see training_artifacts) of the newest run that trained a model (a delivery of
+    several runs trains once: the others' summaries say why they skipped). None when no run trained."""
     trained = [
         training
         for run in runs
@@ -132,13 +159,25 @@ def export_training(out_dir: Path, s3: Any, runs: list[dict[str, Any]]) -> dict[
     ]
     if not trained:
         return None
-    latest = trained[-1]
+    return training_artifacts(out_dir, s3, trained[-1])
+
+
+def training_artifacts(out_dir: Path, s3: Any, training: dict[str, Any]) -> dict[str, str]:
+    """Into OUT: the training job's report files (REPORT_FILES: metrics.json, report.html, leaderboard.csv,
+    feature_importance.csv, predictions.parquet, where CatalogTraining unpacked the job's output.tar.gz,
+    next to `report_uri`) and model_card.json from the model tarball. Returns file name -> S3 URI; a file
+    the job did not write is left out."""
     written = {}
-    for name, uri in (("metrics.json", latest["metrics_uri"]), ("report.html", latest["report_uri"])):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        (out_dir / name).write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        written[name] = uri
-    bucket, _, key = latest["model_uri"].removeprefix("s3://").partition("/")
+    report_folder = training["report_uri"].rpartition("/")[0] + "/"
+    for name in REPORT_FILES:
+        uri = report_folder + name
+        body = read_optional(s3, uri)
+        if body is not None:
+            (out_dir / name).write_bytes(body)
+            written[name] = uri
+    if not training.get("model_uri"):
+        return written
+    bucket, _, key = training["model_uri"].removeprefix("s3://").partition("/")
     model = s3.get_object(Bucket=bucket, Key=key)["Body"]
     with tarfile.open(fileobj=model, mode="r|gz") as archive:  # streamed: the predictors are not needed
         for member in archive:
@@ -146,6 +185,18 @@ def export_training(out_dir: Path, s3: Any, runs: list[dict[str, Any]]) -> dict[
                 card = archive.extractfile(member)
                 if card is not None:
                     (out_dir / "model_card.json").write_bytes(card.read())
-                    written["model_card.json"] = latest["model_uri"]
+                    written["model_card.json"] = training["model_uri"]
                 break
     return written
+
+
+def read_optional(s3: Any, uri: str) -> bytes | None:
+    """The object at an s3:// URI, or None when there is none."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    return body

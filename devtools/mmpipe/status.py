@@ -1,4 +1,5 @@
-"""`mmpipe status`: recent executions, and for one run its progress, counts, quarantine and failure.
+"""`mmpipe status`: recent executions, and for one run (or each wave of a delivery) its progress, counts,
+quarantine and failure.
 
 Reads only public AWS APIs (Step Functions ListExecutions / DescribeExecution / GetExecutionHistory, S3
 reads of runs/<run>/manifest.json, summary.json and quarantine/*.json), so the same code answers for a
@@ -9,6 +10,7 @@ value).
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections import Counter
@@ -18,6 +20,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.naming import delivery_slug, parse_run_name
 from mmhealth.runs import short_cause
 from mmpipe.statemachine import BRANCHES
 from mmpipe.targets import Target
@@ -28,7 +32,7 @@ QUARANTINE_FIELDS = ("key", "modality", "stage", "reason", "line")
 
 
 class RunNotFoundError(LookupError):
-    """No execution of that name (or ARN) on the state machine."""
+    """No execution of that name (or ARN) on the state machine, and no delivery of that name."""
 
 
 # --- executions ------------------------------------------------------------------------------------------
@@ -49,11 +53,12 @@ def run_id_of(description: dict[str, Any]) -> str:
 
 
 def describe(sfn: Any, arn: str) -> dict[str, Any] | None:
-    """DescribeExecution, or None when there is no such execution."""
+    """DescribeExecution, or None when there is no such execution (or the name could not be one: a
+    delivery name with a space makes an ARN Step Functions rejects as invalid)."""
     try:
         return dict(sfn.describe_execution(executionArn=arn))
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+        if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "InvalidArn"):
             return None
         raise
 
@@ -87,31 +92,111 @@ def attempts(target: Target, run: str) -> list[dict[str, Any]]:
 
 def next_attempt_name(target: Target, run: str) -> str:
     """The name for a new execution of a run: `<run>-r<n>` with n one past the last restart."""
-    match = _ATTEMPT.match(run)
-    base = match.group("run") if match else run
+    base, _ = split_attempt(run)
     try:
         return f"{base}-r{len(attempts(target, base))}"
     except RunNotFoundError:
         return f"{base}-r1"
 
 
-def recent_executions(target: Target, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest `limit` executions, newest first, each with its run id and (if it failed) its cause."""
+def listed_executions(target: Target, limit: int | None = None) -> list[dict[str, Any]]:
+    """ListExecutions of the state machine, newest first: the newest `limit`, or every one kept (Step
+    Functions keeps an execution 90 days after it stopped)."""
     sfn = target.client("stepfunctions")
     listed: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"stateMachineArn": target.state_machine_arn, "maxResults": min(limit, 1000)}
-    while len(listed) < limit:
+    kwargs: dict[str, Any] = {
+        "stateMachineArn": target.state_machine_arn,
+        "maxResults": min(limit or 1000, 1000),
+    }
+    while limit is None or len(listed) < limit:
         page = sfn.list_executions(**kwargs)
         listed.extend(page["executions"])
         if not page.get("nextToken"):
             break
         kwargs["nextToken"] = page["nextToken"]
     listed.sort(key=lambda e: e["startDate"], reverse=True)
-    rows = []
-    for summary in listed[:limit]:
-        description = describe(sfn, summary["executionArn"]) or dict(summary)
-        rows.append(execution_row(description))
-    return rows
+    return listed[:limit]
+
+
+def recent_executions(target: Target, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest `limit` executions, newest first, each with its run id and (if it failed) its cause."""
+    sfn = target.client("stepfunctions")
+    return [
+        execution_row(describe(sfn, summary["executionArn"]) or dict(summary))
+        for summary in listed_executions(target, limit)
+    ]
+
+
+# --- a name people type: a run, or a delivery and its waves ----------------------------------------------
+
+
+def split_attempt(name: str) -> tuple[str, int]:
+    """`<run>-r<n>` -> (run, n); a run's first execution -> (name, 0)."""
+    match = _ATTEMPT.match(name)
+    return (match.group("run"), int(match.group("n"))) if match else (name, 0)
+
+
+# Run ids before waves: `<delivery, made safe, at most 50 characters>-<20 hex of the run's objects>`.
+_OLDER_RUN = re.compile(r"^(?P<delivery>.+)-[0-9a-f]{20}$")
+
+
+def delivery_of(run: str) -> str | None:
+    """The delivery part of a run id (a wave's slug, or an older run id's delivery); None for other names."""
+    parsed = parse_run_name(run)
+    if parsed is not None:
+        return parsed[0]
+    older = _OLDER_RUN.match(run)
+    return older.group("delivery") if older else None
+
+
+def delivery_runs(target: Target, delivery: str, listed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A delivery's runs, newest first, each as its executions oldest first (as `attempts` gives them): the
+    executions whose name, less a restart's `-r<n>`, is a run name of the delivery's slug (its waves) or an
+    older run id of the delivery."""
+    slug = delivery_slug(delivery)
+    runs: dict[str, list[tuple[int, str]]] = {}
+    for summary in listed:
+        run, attempt = split_attempt(summary["name"])
+        if delivery_of(run) == slug:
+            runs.setdefault(run, []).append((attempt, summary["executionArn"]))
+    sfn = target.client("stepfunctions")
+    found = []
+    for executions in runs.values():
+        described = [describe(sfn, arn) for _, arn in sorted(executions)]
+        found.append([d for d in described if d is not None])
+    found.sort(key=lambda run: run[0]["startDate"], reverse=True)
+    return found
+
+
+def find_runs(target: Target, name: str) -> tuple[str | None, list[list[dict[str, Any]]]]:
+    """What NAME means: (None, [the run]) for an execution name or ARN, else (NAME, the delivery's runs,
+    newest first); each run as its executions oldest first. Raises RunNotFoundError with a did-you-mean."""
+    try:
+        return None, [attempts(target, name)]
+    except RunNotFoundError:
+        if name.startswith("arn:"):
+            raise
+    delivery = name.removeprefix("incoming/").rstrip("/")  # the landing folder, pasted, names it too
+    listed = listed_executions(target)
+    runs = delivery_runs(target, delivery, listed)
+    if not runs:
+        raise RunNotFoundError(
+            f"no run or delivery {name!r} on {target.description}{_did_you_mean(delivery, listed)}"
+        )
+    return delivery, runs
+
+
+def _did_you_mean(name: str, listed: list[dict[str, Any]]) -> str:
+    """The closest delivery names, else the closest run names (a delivery's runs would crowd it out)."""
+    runs = {split_attempt(summary["name"])[0] for summary in listed}
+    deliveries = {delivery for run in runs if (delivery := delivery_of(run)) is not None}
+    close = difflib.get_close_matches(name, sorted(deliveries), n=3) or difflib.get_close_matches(
+        name, sorted(runs), n=3
+    )
+    if not close:
+        return "; `mmpipe status` lists the recent executions"
+    choices = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f"; did you mean {choices}?"
 
 
 def execution_row(description: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +396,7 @@ def quarantined(s3: Any, bucket: str, run_id: str, limit: int) -> tuple[int, lis
     """(how many records the run has, up to `limit` of them: key, modality, stage, reason, line)."""
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"runs/{run_id}/quarantine/"
+        Bucket=bucket, Prefix=RunPaths(run_id).quarantine_prefix
     ):
         keys.extend(item["Key"] for item in page.get("Contents", []))
     records = []
@@ -325,17 +410,40 @@ def quarantined(s3: Any, bucket: str, run_id: str, limit: int) -> tuple[int, lis
 # --- one run ---------------------------------------------------------------------------------------------
 
 
+def status_of(target: Target, name: str, quarantine_limit: int = 100) -> dict[str, Any]:
+    """Everything `mmpipe status --run NAME` shows, JSON-ready: a run's document (see run_document) or, for a
+    delivery, {"delivery", "slug", "runs": [a document per run, newest first]}. Raises RunNotFoundError."""
+    delivery, runs = find_runs(target, name)
+    documents = [run_document(target, executions, quarantine_limit) for executions in runs]
+    if delivery is None:
+        return documents[0]
+    return {"delivery": delivery, "slug": delivery_slug(delivery), "runs": documents}
+
+
 def run_status(target: Target, run: str, quarantine_limit: int = 100) -> dict[str, Any]:
-    """Everything `mmpipe status --run RUN` shows, JSON-ready. Raises RunNotFoundError."""
-    executions = attempts(target, run)
+    """One run's document, by execution name or ARN. Raises RunNotFoundError."""
+    return run_document(target, attempts(target, run), quarantine_limit)
+
+
+def exit_code(document: dict[str, Any]) -> int:
+    """1 when the run, or any run of the delivery, failed, timed out or was aborted (its newest attempt);
+    else 0 (succeeded, or still running)."""
+    runs = document.get("runs", [document])
+    return 1 if any(run["execution"]["status"] in FAILED for run in runs) else 0
+
+
+def run_document(target: Target, executions: list[dict[str, Any]], quarantine_limit: int) -> dict[str, Any]:
+    """A run's progress, counts, failure and quarantine from its executions (oldest first; the newest is
+    the one that counts)."""
     latest = executions[-1]
     run_id = run_id_of(latest)
     sfn, s3 = target.client("stepfunctions"), target.client("s3")
     events = execution_history(sfn, latest["executionArn"])
-    manifest = read_json(s3, target.lake_bucket, f"runs/{run_id}/manifest.json")
+    paths = RunPaths(run_id)
+    manifest = read_json(s3, target.lake_bucket, paths.manifest)
     # While the newest attempt runs, a summary can only be an earlier attempt's: not this one's outcome.
     finished = latest["status"] in TERMINAL
-    summary = read_json(s3, target.lake_bucket, f"runs/{run_id}/summary.json") if finished else None
+    summary = read_json(s3, target.lake_bucket, paths.summary) if finished else None
     total, records = quarantined(s3, target.lake_bucket, run_id, quarantine_limit)
     progress = modality_progress(events, manifest)
     for name, entry in ((summary or {}).get("modalities") or {}).items():
@@ -345,8 +453,10 @@ def run_status(target: Target, run: str, quarantine_limit: int = 100) -> dict[st
             if entry.get(key) is not None:
                 merged[key] = entry[key]
     failed = failures(events)
+    parsed = parse_run_name(run_id)
     document: dict[str, Any] = {
         "run_id": run_id,
+        "wave": parsed[1] if parsed else None,
         "execution": execution_row(latest),
         "attempts": [execution_row(e) for e in executions[:-1]],
         "deliveries": (manifest or {}).get("deliveries", []),
@@ -369,25 +479,62 @@ def run_status(target: Target, run: str, quarantine_limit: int = 100) -> dict[st
 # --- rendering -------------------------------------------------------------------------------------------
 
 
+def render(document: dict[str, Any]) -> str:
+    """`status --run`'s text: a delivery's runs, or one run."""
+    return render_delivery(document) if "runs" in document else render_run(document)
+
+
 def render_executions(rows: list[dict[str, Any]], where: str) -> str:
     if not rows:
         return f"no executions on {where}"
     lines = [f"executions on {where}, newest first:"]
-    header = f"  {'STATUS':<10} {'STARTED (UTC)':<20} {'SECONDS':>8}  EXECUTION"
-    lines.append(header)
+    lines.append(f"  {_ROW_HEADER}  EXECUTION")
     for row in rows:
-        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.1f}"
         name = row["execution"] + ("" if row["run_id"] == row["execution"] else f" (run {row['run_id']})")
-        lines.append(f"  {row['status']:<10} {_short_time(row['started_at']):<20} {seconds:>8}  {name}")
+        lines.append(f"  {_row(row)}  {name}")
         if row.get("error") or row.get("cause"):
             lines.append(f"  {'':<10} {error_text(row.get('error'), row.get('cause'))}")
     return "\n".join(lines)
 
 
+def render_delivery(doc: dict[str, Any]) -> str:
+    """One line per run of the delivery (newest first; a failed one with its failing state), then the
+    newest run in detail."""
+    runs = doc["runs"]
+    statuses = Counter(run["execution"]["status"] for run in runs)
+    counts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(statuses.items()))
+    lines = [f"delivery {doc['delivery']}: {len(runs)} run(s), {counts}; newest first:"]
+    lines.append(f"  {'WAVE':<5} {_ROW_HEADER}  RUN")
+    for run in runs:
+        execution = run["execution"]
+        wave = "-" if run["wave"] is None else f"w{run['wave']}"
+        restarts = f" (restarted {len(run['attempts'])}x)" if run["attempts"] else ""
+        lines.append(f"  {wave:<5} {_row(execution)}  {run['run_id']}{restarts}")
+        failing = run["failing_state"]
+        if failing:
+            lines.append(
+                f"  {'':<5} {'':<10} failing state {failing['state']}: "
+                + error_text(failing["error"], failing["cause"])
+            )
+    lines.append("the newest run (`mmpipe status --run RUN` shows another):")
+    lines.append(render_run(runs[0]))
+    return "\n".join(lines)
+
+
+_ROW_HEADER = f"{'STATUS':<10} {'STARTED (UTC)':<20} {'SECONDS':>8}"
+
+
+def _row(row: dict[str, Any]) -> str:
+    """An execution row's status, start and duration, in _ROW_HEADER's columns."""
+    seconds = "-" if row["seconds"] is None else f"{row['seconds']:.1f}"
+    return f"{row['status']:<10} {_short_time(row['started_at']):<20} {seconds:>8}"
+
+
 def render_run(doc: dict[str, Any], quarantine_lines: int = 50) -> str:
     execution = doc["execution"]
     seconds = "" if execution["seconds"] is None else f" in {execution['seconds']:.1f} s"
-    lines = [f"run {doc['run_id']}: {execution['status']}{seconds}"]
+    wave = f" (wave {doc['wave']})" if doc.get("wave") else ""
+    lines = [f"run {doc['run_id']}{wave}: {execution['status']}{seconds}"]
     lines.append(f"  execution   {execution['execution_arn']}")
     lines.append(f"  started     {execution['started_at']}")
     for earlier in doc["attempts"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmhealth.featurize import label_prevalence
+from mmhealth.training.featurize import label_prevalence
 from mmpipe.status import linkage_line
 
 
@@ -19,7 +20,7 @@ def print_summary(out_dir: Path) -> int:
     """Print status, per-table rows (with distinct patients where known) and quarantine reasons."""
     run_file = out_dir / "run.json"
     if not run_file.exists():
-        print(f"error: {run_file} not found; run `mmpipe local run` first")
+        print(f"error: {run_file} not found; run `mmpipe local run` first", file=sys.stderr)
         return 2
     run = json.loads(run_file.read_text())
     print(f"delivery {run['delivery']}: {run['status']} in {run['wall_seconds']} s")
