@@ -4,11 +4,12 @@
     .venv/bin/python bench/demo_stages.py out/demo [--json out/bench/demo_stages.json]
 
 Reads OUT/run.json (per execution, per state: count, total seconds, first entry and last exit, from the
-Step Functions execution history). Runs overlap (one run per trigger batch), so each stage gets two figures:
+Step Functions execution history). A delivery is one run (a late file makes a follow-up wave), so span and
+busy normally agree; each stage gets both figures:
 - span: from the first time any run entered the stage to the last time any run left it (wall clock);
 - busy: the sum of its states' durations over every run (how much work, as the engine saw it).
 Stages: upload (local_run's own timing), ingest per modality (import/poll/catalog), radiomics job, features
-(+ dataset snapshot), settle (the wait before the training gate), training job, finalize + notify.
+(+ dataset snapshot), training job, finalize + notify.
 """
 
 from __future__ import annotations
@@ -20,10 +21,26 @@ from pathlib import Path
 from typing import Any
 
 STAGES: dict[str, tuple[str, ...]] = {
+    "collect (until the delivery is complete)": ("Collect", "DeliveryComplete", "WaitForDelivery"),
     "prepare": ("Prepare",),
-    "genomic ingest": ("HasGenomicFiles", "ImportGenomicChunks", "CatalogGenomic"),
-    "clinical ingest": ("HasClinicalFiles", "ImportClinicalChunks", "CatalogClinical"),
-    "imaging ingest": ("HasImagingFiles", "ImportImagingChunks", "CatalogImaging"),
+    "genomic ingest": (
+        "HasGenomicFiles",
+        "ImportGenomicChunks",
+        "ImportGenomicChunksInChildren",
+        "CatalogGenomic",
+    ),
+    "clinical ingest": (
+        "HasClinicalFiles",
+        "ImportClinicalChunks",
+        "ImportClinicalChunksInChildren",
+        "CatalogClinical",
+    ),
+    "imaging ingest": (
+        "HasImagingFiles",
+        "ImportImagingChunks",
+        "ImportImagingChunksInChildren",
+        "CatalogImaging",
+    ),
     "radiomics job": (
         "StartRadiomics",
         "RadiomicsFinished",
@@ -32,7 +49,6 @@ STAGES: dict[str, tuple[str, ...]] = {
         "CatalogRadiomics",
     ),
     "features + dataset": ("BuildFeatures",),
-    "settle before training": ("ShouldTrain", "SettleBeforeTraining"),
     "training job": (
         "StartTraining",
         "TrainingFinished",

@@ -151,7 +151,7 @@ def _local_up(args: argparse.Namespace) -> int:
         Path(args.state_file),
         parameters=dict(args.param),
         log_file=Path(args.log_file) if args.log_file else None,
-        settle=args.settle,
+        **({"settle": args.settle} if args.settle is not None else {}),
         batching_window=args.batching_window,
     )
 
@@ -259,7 +259,9 @@ def _add_local_up(local_sub: Any) -> None:
         "--log-file", help="handlers' JSON logs (default: next to the state file, local-logs.jsonl)"
     )
     up.add_argument(
-        "--settle", type=float, default=1.0, help="seconds a file must stay unchanged before upload"
+        "--settle",
+        type=float,
+        help="seconds a file must stay unchanged (and closed) before upload (default: 5)",
     )
     up.add_argument(
         "--batching-window", type=float, default=5.0, help="cap on the trigger's batching window (s)"

@@ -3,6 +3,11 @@
 Nothing here calls a handler or the state machine directly: the files are uploaded, S3 notifies SQS, the
 event-source poller invokes the trigger, the trigger starts executions, and this module only watches and
 then writes what a person needs (run.json, tables/, quarantine.jsonl, logs.jsonl).
+
+SIGINT (Ctrl-C) and SIGTERM both unwind `run()` (mmpipe.local.signals): the runtime stops, which ends the
+running jobs (the radiomics / training job subprocesses and their workers) and removes their folders; the
+exit code is 130 or 143 (128 + the signal), as shells expect. At start it ends the jobs and removes the
+folders that a killed `local run` / `local up` left (mmpipe.local.job_processes) and says so in one line.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmhealth.classify import MARKER_NAME
 from mmpipe import report
+from mmpipe.local.signals import exits_cleanly_on_signals
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -65,6 +72,7 @@ class Progress:
             print(f"[{now - self.started:6.1f}s] {message}", file=self.stream, flush=True)
 
 
+@exits_cleanly_on_signals
 def run(
     input_dir: Path, out_dir: Path, delivery: str | None, timeout: float, parameters: dict[str, str]
 ) -> int:
@@ -107,6 +115,11 @@ def _upload(runtime: Any, input_dir: Path, files: list[Path], delivery: str, pro
             for _ in pool.map(put, files[start : start + 50]):
                 done += 1
             progress.show(f"uploaded {done}/{len(files)}")
+    relative = [path.relative_to(input_dir).as_posix() for path in files]
+    if MARKER_NAME not in {PurePosixPath(r).name for r in relative}:
+        # Last, as ops would: the run starts as soon as every listed file is recorded (mmhealth.waves).
+        marker = json.dumps({"files": relative}).encode()
+        runtime.put_object(f"incoming/{delivery}/{MARKER_NAME}", marker)
     progress.show(
         f"uploaded {done}/{len(files)} files to s3://{runtime.landing_bucket}/incoming/{delivery}/", True
     )

@@ -1,14 +1,37 @@
 """`mmpipe local up`: the local runtime kept running and fed by a watched folder, the way ops feed S3.
 
-Whatever is dropped into the inbox is uploaded to the landing bucket once it has stopped changing (same
-size and mtime for `settle` seconds), which sends the S3 events that drive the pipeline. Files under
-INBOX/<delivery>/... go to incoming/<delivery>/..., files directly in INBOX to incoming/inbox-<UTC date>/.
-A file version (path, size, mtime) is uploaded once; hidden files and folders are skipped. Files already
-there at start are uploaded too (the runtime starts empty).
+Whatever is dropped into the inbox is uploaded to the landing bucket once it is complete, which sends the S3
+events that drive the pipeline. Files under INBOX/<delivery>/... go to incoming/<delivery>/..., files
+directly in INBOX to incoming/inbox-<UTC date>/. A file version (path, size, mtime) is uploaded once. Files
+already there at start are uploaded too (the runtime starts empty).
+
+When a file is complete (nothing tells for sure; these rules together catch the usual writers):
+- it has held still - same size and mtime - for `settle` seconds (SETTLE_SECONDS, 5 s by default: longer
+  than the pauses of a network copy that stalls, than the 2 s mtime granularity of FAT/exFAT/SMB shares
+  twice over, and than NFS's 3 s minimum attribute caching; at the price of 5 s of latency per drop, which
+  a run that takes minutes does not notice);
+- its name does not say it is in progress: hidden files and folders (`.name`: rsync's temp files) and
+  `*.part`, `*.partial`, `*.tmp`, `*.crdownload`, `*.filepart`, `*~` are never uploaded; the finished
+  file appears under its final name (a rename) and is judged from then on;
+- on Linux, no process has it open for writing (/proc/<pid>/fd and fdinfo of the processes this user may
+  inspect: all of them as root). Looked at only for files that pass the other rules, and a file found open
+  starts its `settle` wait again, so while a writer holds a file the look happens once per `settle`, not
+  once per scan. Measured with 3,000 waiting files: 1.5 ms with 73 processes, 0.11 s with 373 processes
+  holding 19,600 open files (one readlink per open file; the number of waiting files hardly matters),
+  against 75 ms for the scan of the 3,000 files itself. Writers of other users (as a non-root user) and on
+  other machines (a network share) are not seen: the stable window covers them.
+- a completion marker `_COMPLETE` (COMPLETE_MARKER: "this delivery is complete" to the pipeline,
+  mmhealth.waves; an empty one completes the delivery as soon as it is recorded) is uploaded only after
+  every other file under its folder (INBOX/<delivery>/ for a delivery's marker; for one directly in
+  INBOX, the loose files of the day) is done, so it is the last object of the delivery; a file there with
+  an in-progress name holds it back too (remove a stale one to release it).
 
 While it runs, a state file (default .mmpipe/local.json) tells other processes where the runtime listens,
 so `mmpipe status --local`, `mmpipe redrive --local` and `mmpipe invoke --local` work from another
-terminal. SIGINT / SIGTERM stop it cleanly and remove the state file.
+terminal. SIGINT / SIGTERM stop it cleanly: the runtime stops, running jobs (the radiomics and training
+job subprocesses and their workers) are ended and their folders removed, the state file is removed; exit 0.
+At start it ends the jobs and removes the folders that a killed `local up` / `local run` left
+(mmpipe.local.job_processes) and says so in one line.
 """
 
 from __future__ import annotations
@@ -16,11 +39,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,11 +52,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from mmhealth.classify import MARKER_NAME
+from mmpipe.local.job_processes import reap_orphaned_jobs
 from mmpipe.local.state_file import LocalState, LocalStateError, read_state, remove_state, write_state
 from mmpipe.status import TERMINAL, execution_row, read_json
 
-SETTLE_SECONDS = 1.0
+SETTLE_SECONDS = 5.0  # why 5 s: the module docstring
 SCAN_SECONDS = 0.5
+COMPLETE_MARKER = MARKER_NAME  # the pipeline's name for it (mmhealth.waves)
+IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", "~")
 
 
 @dataclass(frozen=True)
@@ -62,9 +90,51 @@ def _utc_today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
+def in_progress_name(name: str) -> bool:
+    """Hidden, or named the way downloaders and copy tools name a file they are still writing."""
+    return name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES)
+
+
+def files_open_for_writing(paths: Collection[str]) -> set[str]:
+    """The `paths` (absolute, symlinks resolved) some process has open for writing, from /proc/<pid>/fd and
+    fdinfo of every process this user may inspect; empty without /proc. Cost: one readlink per open file
+    descriptor on the machine (about 6 us each)."""
+    wanted, busy = set(paths), set[str]()
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return busy
+    for pid in pids:
+        fd_folder = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_folder)
+        except OSError:  # gone, or another user's
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_folder}/{fd}")
+            except OSError:
+                continue
+            if target in wanted and target not in busy and _open_for_writing(pid, fd):
+                busy.add(target)
+    return busy
+
+
+def _open_for_writing(pid: str, fd: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("flags:"):
+                    return (int(line.split()[1], 8) & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
 class InboxWatcher:
-    """Polls a folder; `scan()` returns the files whose size and mtime held still for `settle` seconds and
-    whose version was not handed out before (call `done()` once it is uploaded, or given up on)."""
+    """Polls a folder; `scan()` returns the files that are complete by the module's rules and whose version
+    was not handed out before (call `done()` once it is uploaded, or given up on). A completion marker is
+    returned only in a scan after every other file under its folder is done."""
 
     def __init__(
         self,
@@ -72,53 +142,93 @@ class InboxWatcher:
         settle: float = SETTLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], str] = _utc_today,
+        open_for_writing: Callable[[Collection[str]], set[str]] = files_open_for_writing,
     ) -> None:
         self.inbox = inbox
         self.settle = settle
         self._clock = clock
         self._today = today
+        self._open_for_writing = open_for_writing
         self._seen: dict[Path, tuple[int, int, float]] = {}  # path -> size, mtime_ns, unchanged since
         self._done: set[tuple[str, int, int]] = set()
 
     def scan(self) -> list[InboxFile]:
         now = self._clock()
-        ready: list[InboxFile] = []
+        today = self._today()
+        settled: list[InboxFile] = []
+        waiting: list[str] = []  # keys of files not handed out yet (a marker waits for them)
         present: set[Path] = set()
         for path in sorted(self.inbox.rglob("*")):
             relative = path.relative_to(self.inbox)
             if any(part.startswith(".") for part in relative.parts):
                 continue
             try:
-                if not path.is_file():
-                    continue
-                stat = path.stat()
+                status = path.stat()
             except OSError:  # removed while scanning
                 continue
+            if not stat.S_ISREG(status.st_mode):
+                continue
+            key = landing_key(relative, today)
+            if in_progress_name(path.name):
+                waiting.append(key)
+                continue
             present.add(path)
-            size, mtime_ns = stat.st_size, stat.st_mtime_ns
+            size, mtime_ns = status.st_size, status.st_mtime_ns
+            file = InboxFile(path, relative.as_posix(), key, size, mtime_ns)
+            if file.version in self._done:
+                continue
             seen = self._seen.get(path)
             if seen is None or seen[:2] != (size, mtime_ns):
                 self._seen[path] = (size, mtime_ns, now)
-                continue
-            candidate = InboxFile(
-                path, relative.as_posix(), landing_key(relative, self._today()), size, mtime_ns
-            )
-            if now - seen[2] >= self.settle and candidate.version not in self._done:
-                ready.append(candidate)
+                waiting.append(key)
+            elif now - seen[2] < self.settle:
+                waiting.append(key)
+            else:
+                settled.append(file)
         for gone in set(self._seen) - present:
             del self._seen[gone]
-        return ready
+        if settled:
+            settled = self._not_being_written(settled, waiting, now)
+        waiting += [f.key for f in settled]
+        return [f for f in settled if not _held_marker(f, waiting)]
 
     def done(self, file: InboxFile) -> None:
         self._done.add(file.version)
 
+    def _not_being_written(self, settled: list[InboxFile], waiting: list[str], now: float) -> list[InboxFile]:
+        """Drop the files a process has open for writing; their settle wait starts again."""
+        root = os.path.realpath(self.inbox)
+        where = {os.path.join(root, f.relative): f for f in settled}
+        busy = self._open_for_writing(where.keys())
+        for name in busy:
+            file = where[name]
+            self._seen[file.path] = (file.size, file.mtime_ns, now)
+            waiting.append(file.key)
+        return [f for name, f in where.items() if name not in busy]
+
+
+def _held_marker(file: InboxFile, waiting: list[str]) -> bool:
+    """A completion marker waits for every other file under its folder that is not handed out yet."""
+    if file.path.name != COMPLETE_MARKER:
+        return False
+    folder = file.key.rsplit("/", 1)[0] + "/"
+    return any(key.startswith(folder) and key != file.key for key in waiting)
+
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `stop` (instead of raising KeyboardInterrupt or ending the process)."""
+    """SIGINT and SIGTERM set `stop` (instead of raising KeyboardInterrupt or ending the process), so the
+    runtime stops and ends its jobs; a third one ends the process at once (the next start reaps its jobs)."""
+    received = 0
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        nonlocal received
+        received += 1
+        if received < 3:
+            stop.set()
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -242,6 +352,9 @@ def serve(
     else:
         print(f"error: mmpipe local up (pid {other.pid}) already uses {state_file}", file=sys.stderr)
         return 2
+    cleaned = reap_orphaned_jobs()  # what a killed `local up` / `local run` left
+    if cleaned is not None:
+        _say(out, cleaned.line())
     stop = stop or threading.Event()
     inbox.mkdir(parents=True, exist_ok=True)
     log_file = log_file or state_file.parent / "local-logs.jsonl"

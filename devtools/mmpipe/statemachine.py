@@ -62,35 +62,35 @@ def _invoke(function: str, payload: dict[str, Any] | str | None = None, **fields
     return state
 
 
-def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
-    """Skip when empty -> Map over chunks (import -> Wait/Poll loop; Catch -> chunk failure) -> catalog."""
-    m, p = modality, prefix
-    iteration = {
-        # Child executions: a chunk's states count in its own history, not the run's (a 5,000-file delivery
-        # would pass the run's 25,000-event limit inline); moto's engine and AWS both run it.
-        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-        "StartAt": f"Import{p}Chunk",
+def chunk_iteration(prefix: str, distributed: bool) -> dict[str, Any]:
+    """One chunk: import -> Wait/Poll loop while a backend job runs; Catch -> chunk failure -> done.
+
+    Inline for most deliveries (every state in the run's own history, where on-call reads it); as child
+    executions (Distributed) when a modality has more chunks than Prepare keeps inline, so the run's history
+    stays bounded whatever the delivery's size. State names are unique across the state machine, so the
+    child copy's names end in `Child`."""
+    p, tail = prefix, "Child" if distributed else ""
+    mode = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"} if distributed else {"Mode": "INLINE"}
+    failure, done = f"Record{p}ChunkFailure{tail}", f"{p}ChunkDone{tail}"
+    finished, wait, poll = f"{p}ImportFinished{tail}", f"WaitFor{p}Import{tail}", f"Poll{p}Import{tail}"
+    return {
+        "ProcessorConfig": mode,
+        "StartAt": f"Import{p}Chunk{tail}",
         "States": {
-            f"Import{p}Chunk": _invoke(
-                f"{p}Import", Next=f"{p}ImportFinished", Catch=_catch(f"Record{p}ChunkFailure")
-            ),
-            f"{p}ImportFinished": {
+            f"Import{p}Chunk{tail}": _invoke(f"{p}Import", Next=finished, Catch=_catch(failure)),
+            finished: {
                 "Type": "Choice",
-                "Choices": [
-                    {"Variable": "$.status", "StringEquals": "IN_PROGRESS", "Next": f"WaitFor{p}Import"}
-                ],
-                "Default": f"{p}ChunkDone",
+                "Choices": [{"Variable": "$.status", "StringEquals": "IN_PROGRESS", "Next": wait}],
+                "Default": done,
             },
-            f"WaitFor{p}Import": {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": f"Poll{p}Import"},
-            f"Poll{p}Import": _invoke(
-                f"{p}Poll", Next=f"{p}ImportFinished", Catch=_catch(f"Record{p}ChunkFailure")
-            ),
-            f"Record{p}ChunkFailure": _invoke(
+            wait: {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": poll},
+            poll: _invoke(f"{p}Poll", Next=finished, Catch=_catch(failure)),
+            failure: _invoke(
                 "ChunkFailure",
-                Next=f"{p}ChunkDone",
+                Next=done,
                 Comment="Quarantines every file of the chunk with the error's cause; the rest of the delivery goes on",
             ),
-            f"{p}ChunkDone": {
+            done: {
                 "Type": "Pass",
                 "Parameters": {
                     "chunk_id.$": "$.chunk.chunk_id",
@@ -102,34 +102,55 @@ def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def _chunk_map(modality: str, prefix: str, distributed: bool) -> dict[str, Any]:
+    m, p = modality, prefix
+    state = {
+        "Type": "Map",
+        "Comment": f"One iteration per chunk of {m} files: import, then poll a backend job if one was started",
+        "ItemsPath": f"$.{m}.chunks",
+        "ItemSelector": {
+            "chunk.$": "$$.Map.Item.Value",
+            "config.$": "$.config",
+            "execution_started_at.$": "$$.Execution.StartTime",
+        },
+        "MaxConcurrencyPath": "$.config.map_concurrency",
+        "ItemProcessor": chunk_iteration(p, distributed),
+        "ResultPath": f"$.{m}_chunks",
+        "Next": f"Catalog{p}",
+        "Catch": _catch(f"{p}Failed"),
+    }
+    if distributed:
+        state["Label"] = f"{p}Chunks"
+    return state
+
+
+def modality_branch(modality: str, prefix: str) -> dict[str, Any]:
+    """Skip when empty -> Map over chunks (inline, or child executions for many) -> catalog."""
+    m, p = modality, prefix
     return {
         "StartAt": f"Has{p}Files",
         "States": {
             f"Has{p}Files": {
                 "Type": "Choice",
-                "Comment": f"Skip the {m} branch when the delivery has no {m} files",
+                "Comment": f"Skip the {m} branch when the delivery has no {m} files; many chunks run as "
+                "child executions",
                 "Choices": [
-                    {"Variable": f"$.{m}.files", "NumericGreaterThan": 0, "Next": f"Import{p}Chunks"}
+                    {
+                        "And": [
+                            {"Variable": f"$.{m}.files", "NumericGreaterThan": 0},
+                            {"Variable": f"$.{m}.distributed", "BooleanEquals": True},
+                        ],
+                        "Next": f"Import{p}ChunksInChildren",
+                    },
+                    {"Variable": f"$.{m}.files", "NumericGreaterThan": 0, "Next": f"Import{p}Chunks"},
                 ],
                 "Default": f"{p}Skipped",
             },
             f"{p}Skipped": {"Type": "Pass", "Parameters": {"modality": m, "skipped": True}, "End": True},
-            f"Import{p}Chunks": {
-                "Type": "Map",
-                "Comment": f"One iteration per chunk of {m} files: import, then poll a backend job if one was started",
-                "ItemsPath": f"$.{m}.chunks",
-                "ItemSelector": {
-                    "chunk.$": "$$.Map.Item.Value",
-                    "config.$": "$.config",
-                    "execution_started_at.$": "$$.Execution.StartTime",
-                },
-                "MaxConcurrencyPath": "$.config.map_concurrency",
-                "Label": f"{p}Chunks",
-                "ItemProcessor": iteration,
-                "ResultPath": f"$.{m}_chunks",
-                "Next": f"Catalog{p}",
-                "Catch": _catch(f"{p}Failed"),
-            },
+            f"Import{p}Chunks": _chunk_map(m, p, distributed=False),
+            f"Import{p}ChunksInChildren": _chunk_map(m, p, distributed=True),
             f"Catalog{p}": _invoke(
                 f"{p}Catalog",
                 payload={

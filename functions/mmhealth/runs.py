@@ -50,6 +50,12 @@ def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig
         raise ManifestError(f"invalid run config: {exc}") from exc
 
 
+# A modality with more chunks than this imports them as child executions (a Distributed Map): about 11
+# history events per inline chunk, so three modalities inline stay near 700 events of the run's history,
+# and a delivery of any size stays far below Step Functions' 25,000 (DESIGN: history stays bounded).
+INLINE_CHUNKS_MAX = 20
+
+
 def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     """Freeze the closed wave's files into the run manifest (chunks per modality); quarantine unknown files.
 
@@ -89,7 +95,11 @@ def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     }
     for modality in MODALITIES:
         chunks = [c for c in manifest.chunks if c.modality == modality]
-        output[modality] = {"files": sum(c.files for c in chunks), "chunks": [c.model_dump() for c in chunks]}
+        output[modality] = {
+            "files": sum(c.files for c in chunks),
+            "chunks": [c.model_dump() for c in chunks],
+            "distributed": len(chunks) > INLINE_CHUNKS_MAX,
+        }
     return output
 
 

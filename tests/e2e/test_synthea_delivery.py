@@ -72,6 +72,7 @@ def lake(delivery: Path) -> Iterator[dict[str, pa.Table]]:
             with runtime.events_held():
                 for path in sorted(p for p in delivery.rglob("*") if p.is_file()):
                     runtime.upload(path, f"incoming/synthea-50/{path.relative_to(delivery).as_posix()}")
+                runtime.complete("synthea-50")
             runtime.drain(timeout=600)
             executions = runtime.wait_for_executions(count=1, timeout=1500)
             runtime.drain(timeout=60)

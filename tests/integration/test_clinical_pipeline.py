@@ -89,6 +89,7 @@ def test_a_mixed_delivery_fills_both_branches_features_and_labels(
         ],
     }  # fmt: skip
     runtime.put_object("incoming/d-mixed/clinical/bundle-0001.json", json.dumps(bundle, indent=2).encode())
+    runtime.complete("d-mixed")
 
     # When the events drive the pipeline
     runtime.drain()

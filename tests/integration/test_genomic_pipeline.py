@@ -52,6 +52,7 @@ def _deliver(runtime: LocalRuntime, folder: Path, delivery: str) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not any(p.startswith(".") for p in path.relative_to(folder).parts):
             runtime.upload(path, f"incoming/{delivery}/{path.relative_to(folder).as_posix()}")
+    runtime.complete(delivery)
 
 
 def _history_types(runtime: LocalRuntime, execution: dict[str, Any]) -> list[str]:

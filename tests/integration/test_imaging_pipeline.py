@@ -62,6 +62,7 @@ def test_series_are_indexed_segmented_and_featurised_and_bad_files_quarantined(
         ds.SOPInstanceUID = generate_uid()
         ds.save_as(tmp_path / f"gap-{n:03d}.dcm")
         runtime.upload(tmp_path / f"gap-{n:03d}.dcm", f"incoming/d-img/imaging/gapped/{n:03d}.dcm")
+    runtime.complete("d-img")
 
     # When the events drive the pipeline
     runtime.drain()

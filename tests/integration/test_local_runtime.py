@@ -19,9 +19,11 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from mmhealth.contracts import ChunkRef, ChunkStatus, RunConfig
+from mmhealth import ledger
+from mmhealth.contracts import ChunkRef, ChunkStatus, FileKind, ManifestFile, RunConfig, S3Object
 from mmhealth.errors import InvalidInputError, TransientError
 from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.naming import run_name
 from mmpipe.local import LambdaContext, LocalRuntime
 from mmpipe.local.event_sources import SqsEventSource
 
@@ -65,6 +67,10 @@ class Deliveries:
 # --- stand-ins for the pipeline handlers, shaped by the contracts -------------------------------------
 
 
+def fake_collect(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return {"closed": True, "reason": "stand-in", "wait_seconds": 0, "wave": 1, "objects": 1, "missing": 0}
+
+
 def fake_prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run_id = event["run_id"]
     chunks = [
@@ -81,10 +87,11 @@ def fake_prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
         "run_id": run_id,
         "config": RunConfig(poll_seconds=1, map_concurrency=2).model_dump(),
         "unknown": 0,
-        "genomic": {"files": len(chunks), "chunks": chunks},
+        "delivery": {"name": run_id, "wave": 1},
+        "genomic": {"files": len(chunks), "chunks": chunks, "distributed": False},
     }
     for modality in ("clinical", "imaging"):
-        output[modality] = {"files": 0, "chunks": []}
+        output[modality] = {"files": 0, "chunks": [], "distributed": False}
     return output
 
 
@@ -126,6 +133,7 @@ def fake_finalize(event: dict[str, Any], context: LambdaContext) -> dict[str, An
 
 
 PIPELINE = {
+    "CollectFunction": fake_collect,
     "PrepareFunction": fake_prepare,
     "GenomicImportFunction": fake_import,
     "GenomicPollFunction": fake_poll,
@@ -173,10 +181,7 @@ def _queue_attributes(runtime: LocalRuntime, logical_id: str) -> dict[str, str]:
 
 def _start(runtime: LocalRuntime, run_id: str, **extra: Any) -> str:
     sfn = runtime.client("stepfunctions")
-    payload = {
-        "run_id": run_id,
-        "manifest": {"bucket": runtime.lake_bucket, "key": RunPaths(run_id).manifest},
-    }
+    payload = {"run_id": run_id, "delivery": run_id, "wave": 1}
     execution = sfn.start_execution(
         stateMachineArn=runtime.state_machine_arn, name=run_id, input=json.dumps(payload | extra)
     )
@@ -259,7 +264,8 @@ def test_functions_get_their_environment_and_the_mapping_its_settings(runtime: L
     trigger = runtime.functions["TriggerFunction"]
 
     assert trigger.handler == "mmhealth.handlers.trigger.lambda_handler"
-    assert trigger.environment["CHUNK_SIZE"] == "25"  # a string, as Lambda has it
+    assert trigger.environment["LEDGER_TABLE"] == runtime.physical_ids["IngestLedgerTable"]
+    assert runtime.functions["PrepareFunction"].environment["CHUNK_SIZE"] == "25"  # a string, as in Lambda
     assert trigger.log_group_name == "/mmpipe/dev/trigger"
     assert os.environ["STATE_MACHINE_ARN"] == runtime.state_machine_arn
     assert os.environ["POLL_SECONDS"] == "1"
@@ -407,12 +413,13 @@ def test_a_delivery_runs_the_real_state_machine_to_success_and_notifies(
         counts[invocation.logical_id] += 1
     assert counts == {
         "TriggerFunction": 1,
+        "CollectFunction": 1,
         "PrepareFunction": 1,
         "GenomicImportFunction": 2,
         "GenomicPollFunction": 2,
         "GenomicCatalogFunction": 1,
         "FeaturesFunction": 1,  # the real one: no clinical rows changed, so it returns "skipped"
-        "TrainingStartFunction": 1,  # the real gate: no dataset snapshot, so nothing to train
+        "TrainingStartFunction": 1,  # the real one: no dataset snapshot, so nothing to train
         "TrainingCatalogFunction": 1,  # no job: passes the skipped run through
         "FinalizeFunction": 1,
     }
@@ -489,3 +496,53 @@ def test_an_invalid_input_is_caught_and_recorded_by_the_chunk_failure_handler(ru
     assert catalog_input["genomic_chunks"] == [
         {"chunk_id": "genomic-0000", "status": "FAILED", "rows": 0, "quarantined": 1}
     ]
+
+
+@pytest.mark.integration
+def test_a_5000_file_delivery_is_one_run_with_a_bounded_history(runtime: LocalRuntime) -> None:
+    # Given a delivery of 5,000 objects recorded in its first wave and closed by its completion marker
+    kinds: list[FileKind] = ["genomic"] * 2000 + ["clinical"] * 1000 + ["imaging"] * 2000
+    files = [
+        ManifestFile(
+            object=S3Object(
+                bucket=runtime.landing_bucket, key=f"incoming/big/f{i:05d}", etag=f"e{i}", size=1
+            ),
+            kind=kind,
+        )
+        for i, kind in enumerate(kinds)
+    ]
+    marker = S3Object(bucket=runtime.landing_bucket, key="incoming/big/_COMPLETE", etag="m", size=0)
+    runtime.put_object(marker.key, b"")  # empty: complete once recorded
+    table = runtime.physical_ids["IngestLedgerTable"]
+    joined = ledger.join(table, "big", [*files, ManifestFile(object=marker, kind="marker")])
+    assert (joined.waves, joined.new) == ({1}, 5001)
+
+    # When its run goes through the real Collect and Prepare (chunks of 25) with stand-in imports
+    def modality_catalog(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return fake_catalog(event, context) | {"modality": event["modality"]}
+
+    real = {name: runtime.real_handler(name) for name in ("CollectFunction", "PrepareFunction")}
+    fakes = (("ImportFunction", fake_import), ("CatalogFunction", modality_catalog))
+    stand_ins = {f"{p}{step}": fake for p in ("Genomic", "Clinical", "Imaging") for step, fake in fakes}
+    radiomics_off = {"radiomics": False, "training": False, "map_concurrency": 20}
+    runtime.clear_invocations()
+    with runtime.override_handlers(real | stand_ins):
+        arn = runtime.client("stepfunctions").start_execution(
+            stateMachineArn=runtime.state_machine_arn,
+            name=run_name("big", 1),
+            input=json.dumps(
+                {"run_id": run_name("big", 1), "delivery": "big", "wave": 1, "config": radiomics_off}
+            ),
+        )["executionArn"]
+        execution = runtime.wait_for_execution(arn, timeout=300)
+
+    # Then the run succeeds with 200 chunks in child executions, and its own history stays small
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    history = runtime.execution_history(arn)
+    assert len(history) <= 2000, len(history)
+    started = [e for e in history if e["type"] == "MapRunStarted"]
+    assert len(started) == 3  # one Map run per modality
+    called = [i.logical_id for i in runtime.invocations]
+    assert [called.count(f"{p}CatalogFunction") for p in ("Genomic", "Clinical", "Imaging")] == [1, 1, 1]
+    assert [called.count(f"{p}ImportFunction") for p in ("Genomic", "Clinical", "Imaging")] == [80, 40, 80]
+    print(f"history events of the 5,000-file run: {len(history)}")

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 DATA = REPO / "tests" / "data" / "delivery"
 # Quick local runs: no settle wait before the training gate (a genomic-only delivery trains nothing anyway).
-PARAMETERS = {"TrainingSettleSeconds": 0}
+PARAMETERS: dict[str, str | int | float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +90,12 @@ def state_file(runtime: LocalRuntime, tmp_path_factory: pytest.TempPathFactory) 
     endpoint.stop()
 
 
-def _deliver(runtime: LocalRuntime, delivery: str, files: list[Path]) -> None:
+def _deliver(runtime: LocalRuntime, delivery: str, files: list[Path], *, complete: bool = True) -> None:
     with runtime.events_held():
         for path in files:
             runtime.upload(path, f"incoming/{delivery}/{path.relative_to(DATA).as_posix()}")
+        if complete:
+            runtime.complete(delivery)
 
 
 def _genomic_files() -> list[Path]:
@@ -119,9 +121,9 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
-def _cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+def _cli_json(capsys: pytest.CaptureFixture[str], *args: str, expect: int = 0) -> Any:
     code, out, err = _cli(capsys, *args, "--json")
-    assert code == 0, err
+    assert code == expect, err
     return json.loads(out)
 
 
@@ -145,7 +147,9 @@ def failed_run(runtime: LocalRuntime) -> str:
 def test_status_of_a_failed_run_names_the_failing_state_cause_and_quarantined_files(
     failed_run: str, state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    doc = _cli_json(capsys, "status", "--local", "--state-file", str(state_file), "--run", failed_run)
+    doc = _cli_json(
+        capsys, "status", "--local", "--state-file", str(state_file), "--run", failed_run, expect=1
+    )
 
     assert doc["run_id"] == failed_run
     assert doc["execution"]["status"] == "FAILED"
@@ -170,7 +174,7 @@ def test_status_of_a_failed_run_names_the_failing_state_cause_and_quarantined_fi
     assert doc["training"] is not None
 
     code, text, _ = _cli(capsys, "status", "--local", "--state-file", str(state_file), "--run", failed_run)
-    assert code == 0
+    assert code == 1  # a failed run: scripts and on-call tooling can tell
     assert "failing state: CatalogGenomic: RuntimeError: catalog store unreachable" in text
     assert "unrecognised-type" in text
     notes = (DATA / "notes.txt").read_text().strip()
@@ -261,7 +265,7 @@ def test_redrive_dlq_sends_dead_letters_back_and_the_trigger_ingests_them(
         raise RuntimeError("ledger table unreachable")
 
     with runtime.override_handlers({"TriggerFunction": broken_trigger}):
-        _deliver(runtime, "ops-dlq", [DATA / "genomic" / "pt-0002.vcf"])
+        _deliver(runtime, "ops-dlq", [DATA / "genomic" / "pt-0002.vcf"], complete=False)  # quiet period
         runtime.drain(timeout=60)  # five failed receives: the message is in the DLQ
     sf = str(state_file)
     plan = _cli_json(capsys, "redrive", "--local", "--state-file", sf, "--dlq", "--dry-run")
@@ -382,7 +386,7 @@ def test_local_up_ingests_the_inbox_and_answers_status_from_another_process(
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     command = ["local", "up", "--inbox", str(inbox), "--state-file", str(state_file), "--settle", "0.5"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "mmpipe.cli", *command, "--param", "TrainingSettleSeconds=0"],
+        [sys.executable, "-m", "mmpipe.cli", *command],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -98,6 +98,7 @@ def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime
     bad_uid, bad_files = _undecodable_copy(FILES["ge-signa-brain"], tmp_path / "bad")
     for path in bad_files:
         runtime.upload(path, f"incoming/real/imaging/bad/{path.name}")
+    runtime.complete("real")
 
     # When the events drive the pipeline
     runtime.drain()

@@ -22,7 +22,6 @@ from mmpipe.synth import generate_cohort
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TINY_FITS = {
-    "training_settle_seconds": 0,
     "training_time_limit": 10,
     "training_hyperparameters": json.dumps({"GBM": {"num_boost_round": 30}}),
     "training_bootstrap": 100,
@@ -48,6 +47,7 @@ def upload(runtime: LocalRuntime, cohort: Path, delivery: str) -> None:
         for path in sorted(cohort.rglob("*")):
             if path.is_file() and ".truth" not in path.parts:
                 runtime.upload(path, f"incoming/{delivery}/{path.relative_to(cohort).as_posix()}")
+        runtime.complete(delivery)
 
 
 def summary_of(runtime: LocalRuntime, execution: dict[str, object]) -> dict[str, object]:
@@ -98,11 +98,12 @@ def test_a_delivery_trains_the_outcome_models_once_and_names_the_artifacts(
 
     # When a later delivery changes no feature (a file no branch ingests)
     runtime.put_object("incoming/d-train-2/README.txt", b"delivery notes, not data\n")
+    runtime.complete("d-train-2")
     runtime.drain()
     later = [e for e in runtime.wait_for_executions(count=2, timeout=300) if e["name"] != execution["name"]]
 
-    # Then it succeeds and trains nothing (the newest snapshot has its model), saying why
+    # Then it succeeds and trains nothing (its rows changed nothing), saying why
     assert [e["status"] for e in later] == ["SUCCEEDED"]
     skipped = summary_of(runtime, later[0])["training"]
     assert isinstance(skipped, dict)
-    assert "already has a model" in str(skipped.get("skipped"))
+    assert "no clinical, imaging or genomic rows changed" in str(skipped.get("skipped"))

@@ -74,6 +74,7 @@ def test_repeated_overwritten_and_redelivered_resources_keep_one_row_each(runtim
         runtime.put_object("incoming/d1/clinical/obs.ndjson", observations(130, extra=True))
         runtime.put_object("incoming/d1/genomic/p1.vcf", vcf("0/1"))
         runtime.put_object("incoming/d1/genomic/p1.vcf", vcf("1/1"))
+        runtime.complete("d1")
     runtime.drain()
     first = runtime.wait_for_executions(count=1, timeout=300)
     assert [e["status"] for e in first] == ["SUCCEEDED"], first[-1].get("cause")
@@ -114,6 +115,7 @@ def test_repeated_overwritten_and_redelivered_resources_keep_one_row_each(runtim
 
     # When a later delivery re-sends the Condition with a corrected code
     runtime.put_object("incoming/d2/clinical/b-fix.json", bundle("p1", "15777000"))
+    runtime.complete("d2")
     runtime.drain()
     second = runtime.wait_for_executions(count=2, timeout=300)
     assert [e["status"] for e in second] == ["SUCCEEDED"] * 2, second[-1].get("cause")

@@ -15,17 +15,27 @@ path conventions mapped to a temp folder.
 - Batch: the job's own command (the job reads and writes S3 itself).
 The subprocess reaches S3 through AWS_ENDPOINT_URL, the local moto server. Describe reports InProgress /
 RUNNING until the process ends, then Completed / SUCCEEDED or Failed / FAILED with the failure reason.
+
+No orphans: each job runs in its own session (the job and its worker processes are one process group) and
+is recorded in the job registry (job_processes.py: where, what, and how a later runtime reaps what a killed
+one left). `close()` - the runtime's stop, so Ctrl-C and SIGTERM of `mmpipe local up` / `local run` - ends
+every running job's group (SIGTERM, SIGKILL after `GRACE_SECONDS`), removes the jobs' folders (and the
+job folder of the runtime, when LocalJobs made it) and their registry entries. A job ended that way reports
+Failed / FAILED, "stopped: the local runtime shut down"; its output is not uploaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import uuid
 from collections.abc import Mapping
@@ -37,6 +47,16 @@ from typing import Any, cast
 import boto3
 import botocore.handlers
 from botocore.awsrequest import AWSResponse
+
+from mmpipe.local.job_processes import (
+    GRACE_SECONDS,
+    TAG_VARIABLE,
+    JobProcess,
+    JobRegistry,
+    end_jobs,
+    new_tag,
+    process_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +72,9 @@ _OPERATIONS = {
 ENTRY_POINT = "radiomics_job"
 TRAINING_ENTRY_POINT = "training_job"
 _STDERR_TAIL = 1500  # characters of a failed job's stderr kept as its failure reason
+STOPPED_REASON = "stopped: the local runtime shut down"
+_WORKDIR_KEY = "workdir"  # the registry entry of the folder LocalJobs made for its jobs
+_THREAD_JOIN_SECONDS = 30.0  # close(): a job thread may be uploading the output of a job that just ended
 
 
 class JobRequestError(Exception):
@@ -72,32 +95,48 @@ class LocalJob:
     status: str = "running"  # running | succeeded | failed
     reason: str = ""
     ended: datetime | None = None
+    folder: Path | None = None  # the job's own folder (processing, training), removed by close()
+    process: JobProcess | None = None  # once started
     thread: threading.Thread | None = field(default=None, repr=False)
+    popen: subprocess.Popen[str] | None = field(default=None, repr=False)
 
 
 class LocalJobs:
-    """Runs the jobs; one instance is installed per local runtime."""
+    """Runs the jobs; one instance is installed per local runtime.
+
+    `workdir`: where the jobs' folders go; None: a new temp folder, removed by `close()`. `registry`: where
+    the running jobs are recorded (default: the per-user registry in the system temp folder). `grace`:
+    seconds between SIGTERM and SIGKILL when `close()` ends a job.
+    """
 
     def __init__(
         self,
         code_dir: Path,
-        workdir: Path,
+        workdir: Path | None = None,
         *,
         workers: int = 2,
         account: str = "123456789012",
         entry_point: str = ENTRY_POINT,
         max_running: int = 1,
+        registry: JobRegistry | None = None,
+        grace: float = GRACE_SECONDS,
     ) -> None:
         self.code_dir = code_dir
         # One job at a time by default: each already uses every core (its worker processes), and a run
         # per trigger batch would otherwise start dozens of torch processes at once on one machine.
         self._slots = threading.Semaphore(max_running)
         self.entry_point = entry_point
-        self.workdir = workdir
+        self.registry = registry or JobRegistry()
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="mmpipe-jobs-"))
+        if self._owns_workdir:
+            self.registry.record(_WORKDIR_KEY, "job folder", self.workdir)
         self.workers = workers
         self.account = account
+        self.grace = grace
         self._jobs: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
+        self._closing = False
 
     # --- install -----------------------------------------------------------------------------------------
 
@@ -114,17 +153,40 @@ class LocalJobs:
                 _active = None
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for every running job's process (tests; a runtime stopping)."""
+        """Wait for every running job's process (tests)."""
         for job in list(self._jobs.values()):
             if job.thread is not None:
                 job.thread.join(timeout)
+
+    def close(self) -> None:
+        """Uninstall; end every running job (its process group: SIGTERM, SIGKILL after `grace` s) and jobs
+        still queued; remove the jobs' folders and registry entries. Idempotent. Returns within about
+        `grace` + KILL_WAIT_SECONDS unless a job's output upload is under way (then up to 30 s more)."""
+        self.uninstall()
+        with self._lock:  # after this no job starts (see _run)
+            self._closing = True
+            jobs = list(self._jobs.values())
+        end_jobs([j.process for j in jobs if j.process is not None], self.grace)
+        for job in jobs:
+            if job.popen is not None and job.popen.poll() is None:  # no /proc: at least the job itself
+                with contextlib.suppress(OSError):
+                    job.popen.kill()
+            if job.thread is not None:
+                job.thread.join(_THREAD_JOIN_SECONDS)
+        for job in jobs:
+            if job.folder is not None:
+                shutil.rmtree(job.folder, ignore_errors=True)
+            self.registry.forget(_registry_key(job))
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.registry.forget(_WORKDIR_KEY)
 
     # --- SageMaker ---------------------------------------------------------------------------------------
 
     def create_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["ProcessingJobName"]
         job = self._register(name, name, "processing", request)
-        folder = self.workdir / name
+        folder = cast(Path, job.folder)
         args: list[str] = []
         for item in request.get("ProcessingInputs", []):
             s3_input = item["S3Input"]
@@ -163,7 +225,7 @@ class LocalJobs:
     def create_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["TrainingJobName"]
         job = self._register(name, name, "training", request)
-        root = _local_path(self.workdir / name, "/opt/ml")
+        root = _local_path(cast(Path, job.folder), "/opt/ml")
         for channel in request.get("InputDataConfig", []):
             source = channel["DataSource"]["S3DataSource"]["S3Uri"]
             _download_prefix(source, root / "input" / "data" / channel["ChannelName"])
@@ -255,8 +317,15 @@ class LocalJobs:
                     f"Job name must be unique within an AWS account and region, and a job with this name "
                     f"already exists ({self._arn('sagemaker', f'{kind}-job/{name}')})",
                 )
+            if self._closing:
+                raise JobRequestError("ValidationException", "the local runtime is shutting down")
             job = self._jobs[key] = LocalJob(name, key, kind, request, datetime.now(UTC))
-            return job
+        if kind in ("processing", "training"):  # a Batch job reads and writes S3 itself: no folder
+            job.folder = self.workdir / key
+            job.folder.mkdir(parents=True, exist_ok=True)
+        # Recorded before its inputs are staged: a runtime killed while staging leaves a folder too.
+        self.registry.record(_registry_key(job), name, job.folder)
+        return job
 
     def _get(self, key: str, kind: str) -> LocalJob:
         job = self._jobs.get(key)
@@ -279,33 +348,64 @@ class LocalJobs:
     def _run(
         self, job: LocalJob, command: list[str], after: Any = None, failure_file: Path | None = None
     ) -> None:
+        tag = new_tag()
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(self.code_dir), os.environ.get("PYTHONPATH", "")]),
+            TAG_VARIABLE: tag,  # inherited by the job's workers: see job_processes
         }
 
         def run() -> None:
             with self._slots:  # queued jobs report InProgress / RUNNABLE-like RUNNING until they get a slot
-                log.info("local %s job %s: %s", job.kind, job.name, " ".join(command[1:]))
-                done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            if done.returncode == 0:
+                with self._lock:  # close() either sees this process or it is never started
+                    if not self._closing:
+                        log.info("local %s job %s: %s", job.kind, job.name, " ".join(command[1:]))
+                        # Its own session: the job and its workers are one process group, out of reach of
+                        # the terminal's Ctrl-C (the runtime's close() ends them).
+                        try:
+                            job.popen = subprocess.Popen(
+                                command,
+                                env=env,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                text=True,
+                                start_new_session=True,
+                            )
+                        except OSError as exc:
+                            self._end(job, "failed", f"the job could not start: {exc}")
+                            return
+                        pid = job.popen.pid
+                        job.process = JobProcess(pid, pid, process_start(pid) or 0, tag)
+                        self.registry.record(_registry_key(job), job.name, job.folder, job.process)
+                if job.popen is None:
+                    self._end(job, "failed", STOPPED_REASON)
+                    return
+                _, stderr = job.popen.communicate()
+                returncode = job.popen.returncode
+            if self._closing:
+                self._end(job, "failed", STOPPED_REASON)
+            elif returncode == 0:
                 try:
                     if after is not None:
                         after()
-                    job.status = "succeeded"
+                    self._end(job, "succeeded")
                 except Exception as exc:  # an upload that failed fails the job, as in SageMaker
-                    job.status, job.reason = "failed", f"uploading the output failed: {exc}"
+                    self._end(job, "failed", f"uploading the output failed: {exc}")
             else:
-                job.status = "failed"
                 stated = failure_file.read_text().strip() if failure_file and failure_file.is_file() else ""
-                job.reason = stated[:_STDERR_TAIL] or (
-                    f"exit code {done.returncode}: {done.stderr[-_STDERR_TAIL:].strip()}"
+                self._end(
+                    job,
+                    "failed",
+                    stated[:_STDERR_TAIL] or f"exit code {returncode}: {stderr[-_STDERR_TAIL:].strip()}",
                 )
-            job.ended = datetime.now(UTC)
-            log.info("local %s job %s %s", job.kind, job.name, job.status)
 
         job.thread = threading.Thread(target=run, name=f"job-{job.name}", daemon=True)
         job.thread.start()
+
+    @staticmethod
+    def _end(job: LocalJob, status: str, reason: str = "") -> None:
+        job.status, job.reason, job.ended = status, reason, datetime.now(UTC)
+        log.info("local %s job %s %s", job.kind, job.name, job.status)
 
     def _arn(self, service: str, resource: str) -> str:
         region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
@@ -324,6 +424,10 @@ class LocalJobs:
             "RetryAttempts": 0,
         }
         return AWSResponse(url, status, cast(Any, {}), None), parsed
+
+
+def _registry_key(job: LocalJob) -> str:
+    return f"job-{job.job_id}"
 
 
 def _local_path(folder: Path, container_path: str) -> Path:

@@ -18,6 +18,7 @@ per process (moto's state and `os.environ` are process-global).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 import boto3
 
+from mmhealth.classify import MARKER_NAME
 from mmpipe.local.aws import AwsClients
 from mmpipe.local.event_sources import BatchOutcome, SqsEventSource, SqsPoller, take_over_sqs_mappings
 from mmpipe.local.glue_locking import register_glue_locking_hook
@@ -363,6 +365,38 @@ class LocalRuntime:
         An object under incoming/ sends its S3 event to the ingest queue before this returns.
         """
         return self.put_object(key, Path(path).read_bytes(), bucket)
+
+    def deliver(self, files: Mapping[str, Path] | Path, delivery: str, *, complete: bool = True) -> list[str]:
+        """Drop a delivery as ops would: every file under incoming/<delivery>/ (a folder: its files, hidden
+        ones skipped; or relative path -> file), then, with `complete`, its completion marker. Returns the
+        keys."""
+        if isinstance(files, Path):
+            folder = files
+            files = {
+                p.relative_to(folder).as_posix(): p
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            }
+        keys = []
+        for relative, path in files.items():
+            keys.append(f"incoming/{delivery}/{relative}")
+            self.upload(path, keys[-1])
+        if complete:
+            self.complete(delivery)
+        return keys
+
+    def complete(self, delivery: str) -> dict[str, Any]:
+        """Write the delivery's completion marker listing every object now under incoming/<delivery>/
+        (mmhealth.waves): its run closes as soon as they are all recorded, whatever order events come in."""
+        prefix = f"incoming/{delivery}/"
+        paginator = self.clients.s3.get_paginator("list_objects_v2")
+        listed = sorted(
+            item["Key"].removeprefix(prefix)
+            for page in paginator.paginate(Bucket=self.landing_bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+            if not item["Key"].endswith(f"/{MARKER_NAME}")
+        )
+        return self.put_object(f"{prefix}{MARKER_NAME}", json.dumps({"files": listed}).encode())
 
     def put_object(self, key: str, body: bytes, bucket: str | None = None) -> dict[str, Any]:
         target = bucket or self.landing_bucket

@@ -65,8 +65,8 @@ def test_a_marker_opens_no_wave_and_belongs_to_the_next_one(aws: SimpleNamespace
     assert state.marker.key == "incoming/d/_COMPLETE"
 
 
-def test_a_big_batch_is_recorded_in_several_transactions(aws: SimpleNamespace) -> None:
-    files = [_file(f"p{i:04d}.dcm", "imaging") for i in range(2 * ledger.FILES_PER_TRANSACTION + 10)]
+def test_a_big_batch_is_recorded_whole(aws: SimpleNamespace) -> None:
+    files = [_file(f"p{i:04d}.dcm", "imaging") for i in range(2 * 100 + 10)]
     joined = ledger.join(aws.ledger, "d", files, now=100)
     assert (joined.waves, joined.new) == ({1}, len(files))
     assert ledger.state(aws.ledger, "d").objects == len(files)
@@ -102,3 +102,15 @@ def test_concurrent_triggers_and_closes_put_every_file_in_exactly_one_wave(aws: 
     state = ledger.state(aws.ledger, "d")
     assert state.objects == 160
     assert {w for w, _ in recorded} <= set(range(1, state.wave + 1))
+
+
+def test_a_wave_does_not_close_while_a_trigger_is_recording_until_its_lease_runs_out(
+    aws: SimpleNamespace,
+) -> None:
+    ledger.join(aws.ledger, "d", [_file("a.vcf")], now=100)
+    # A trigger entered the wave and died there (it never left)
+    assert ledger._enter(aws.ledger, ledger.state(aws.ledger, "d"), 100, None)
+    read = ledger.state(aws.ledger, "d")
+
+    assert not ledger.close(aws.ledger, read, "quiet", now=200)
+    assert ledger.close(aws.ledger, read, "quiet", now=100 + ledger.LEASE_SECONDS + 1)

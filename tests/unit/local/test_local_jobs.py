@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from mmpipe.local.job_processes import JobRegistry
 from mmpipe.local.jobs import LocalJobs
 
 ENTRY = textwrap.dedent(
@@ -45,12 +46,14 @@ def jobs(aws: SimpleNamespace, tmp_path: Path) -> Iterator[LocalJobs]:
     code = tmp_path / "code"
     code.mkdir()
     (code / "fake_job.py").write_text(ENTRY)
-    runner = LocalJobs(code, tmp_path / "work", entry_point="fake_job")
+    runner = LocalJobs(
+        code, tmp_path / "work", entry_point="fake_job", registry=JobRegistry(tmp_path / "registry")
+    )
     runner.install()
     boto3.DEFAULT_SESSION = None  # sessions created from now on carry the hooks
     yield runner
     runner.wait(30)
-    runner.uninstall()
+    runner.close()
 
 
 def processing_request(lake: str, name: str = "mmpipe-radiomics-0123") -> dict[str, Any]:
