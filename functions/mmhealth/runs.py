@@ -66,6 +66,12 @@ def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
         raise ManifestError(f"execution input lacks {exc.args[0]}") from exc
     if not cfg.ledger_table:
         raise ManifestError("Prepare needs LEDGER_TABLE in its environment")
+    current = ledger.state(cfg.ledger_table, delivery)
+    if current.wave < int(wave) or (current.wave == int(wave) and current.collecting):
+        raise ManifestError(
+            f"wave {wave} of delivery {delivery!r} is not closed (its newest wave is {current.wave}, "
+            f"{current.phase}): Collect closes it first"
+        )
     config = resolve_config(cfg, execution_input.get("config"))
     files = sorted((f for _, f in ledger.files(cfg.ledger_table, delivery, int(wave))), key=_by_key)
     manifest = build_manifest(run_id, delivery, int(wave), files, cfg)

@@ -43,7 +43,7 @@ def description(alarm: dict[str, Any], stack: str = "mmpipe-prod", stage: str = 
 
 
 def test_every_alarm_pages_the_topic_and_says_what_to_do() -> None:
-    assert len(ALARMS) == 10
+    assert len(ALARMS) == 12
     for logical_id, alarm in ALARMS.items():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": "RunNotificationTopic"}], logical_id

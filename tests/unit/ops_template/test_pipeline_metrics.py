@@ -198,8 +198,11 @@ def test_imports_and_catalogs_publish_their_modality_metrics(
     # broken line, one 6-slice DICOM series, and notes.txt that nobody can classify
     _invoke("trigger", lambda_context)
     docs = printed(capsys)
-    assert metric_values(docs, "FilesQuarantined", modality="unknown") == [1.0]
     assert metric_values(docs, "Files_genomic") == [2.0]
+    # The wave closes and Prepare quarantines what nobody can classify
+    _invoke("collect", lambda_context)
+    _invoke("prepare", lambda_context)
+    assert metric_values(printed(capsys), "FilesQuarantined", modality="unknown") == [1.0]
 
     # When each modality's import and catalog run, then each publishes under its own modality
     expected = {
