@@ -153,6 +153,7 @@ def _local_up(args: argparse.Namespace) -> int:
         log_file=Path(args.log_file) if args.log_file else None,
         **({"settle": args.settle} if args.settle is not None else {}),
         batching_window=args.batching_window,
+        verbose=args.verbose,
     )
 
 
@@ -262,6 +263,9 @@ def _add_local_up(local_sub: Any) -> None:
         "--settle",
         type=float,
         help="seconds a file must stay unchanged (and closed) before upload (default: 5)",
+    )
+    up.add_argument(
+        "-v", "--verbose", action="store_true", help="a line per uploaded file too (default: per delivery)"
     )
     up.add_argument(
         "--batching-window", type=float, default=5.0, help="cap on the trigger's batching window (s)"

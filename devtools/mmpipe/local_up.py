@@ -26,6 +26,11 @@ When a file is complete (nothing tells for sure; these rules together catch the 
   INBOX, the loose files of the day) is done, so it is the last object of the delivery; a file there with
   an in-progress name holds it back too (remove a stale one to release it).
 
+The console says what happens per delivery, not per file (mmpipe.console): one line when a delivery's files
+are uploaded, one when its run changes phase, and one when the run finishes, with counts, why training was
+skipped or where the exported report is; `verbose` adds a line per uploaded file. moto's own log lines and
+tracebacks go to the log file.
+
 While it runs, a state file (default .mmpipe/local.json) tells other processes where the runtime listens,
 so `mmpipe status --local`, `mmpipe redrive --local` and `mmpipe invoke --local` work from another
 terminal. SIGINT / SIGTERM stop it cleanly: the runtime stops, running jobs (the radiomics and training
@@ -53,9 +58,9 @@ from types import FrameType
 from typing import Any, TextIO
 
 from mmhealth.classify import MARKER_NAME
+from mmpipe.console import DeliveryConsole
 from mmpipe.local.job_processes import reap_orphaned_jobs
 from mmpipe.local.state_file import LocalState, LocalStateError, read_state, remove_state, write_state
-from mmpipe.status import TERMINAL, execution_row, read_json
 
 SETTLE_SECONDS = 5.0  # why 5 s: the module docstring
 SCAN_SECONDS = 0.5
@@ -264,12 +269,13 @@ def local_state(runtime: Any, lambda_endpoint_url: str, inbox: Path, log_file: P
     )
 
 
-def upload_ready(runtime: Any, watcher: InboxWatcher, out: TextIO) -> int:
-    """Upload what the watcher finds ready, as one burst (events held, so the burst forms full batches)."""
+def upload_ready(runtime: Any, watcher: InboxWatcher, out: TextIO) -> list[InboxFile]:
+    """Upload what the watcher finds ready, as one burst (events held, so the burst forms full batches).
+    Returns the files uploaded."""
     ready = watcher.scan()
+    uploaded: list[InboxFile] = []
     if not ready:
-        return 0
-    uploaded = 0
+        return uploaded
     with runtime.events_held():
         for file in ready:
             watcher.done(file)  # once per version, even if it fails: a changed file is a new version
@@ -278,48 +284,22 @@ def upload_ready(runtime: Any, watcher: InboxWatcher, out: TextIO) -> int:
             except Exception as exc:  # an unreadable file must not stop the watch
                 _say(out, f"upload failed: {file.relative}: {type(exc).__name__}: {exc}")
                 continue
-            uploaded += 1
-            _say(
-                out,
-                f"uploaded {file.relative} ({file.size} bytes) -> s3://{runtime.landing_bucket}/{file.key}",
-            )
+            uploaded.append(file)
     return uploaded
 
 
-def report_finished(runtime: Any, reported: set[str], out: TextIO) -> None:
-    """One line per execution that finished since the last call."""
-    for summary in runtime.executions():
-        if summary["status"] not in TERMINAL or summary["executionArn"] in reported:
-            continue
-        reported.add(summary["executionArn"])
-        description = runtime.client("stepfunctions").describe_execution(executionArn=summary["executionArn"])
-        _say(out, finished_line(runtime, execution_row(dict(description))))
-
-
-def finished_line(runtime: Any, row: dict[str, Any]) -> str:
-    line = f"run {row['execution']} {row['status']}"
-    if row["seconds"] is not None:
-        line += f" in {row['seconds']:.1f} s"
-    summary = read_json(runtime.client("s3"), runtime.lake_bucket, f"runs/{row['run_id']}/summary.json")
-    if summary is not None:
-        modalities = ", ".join(
-            f"{name} {entry.get('status')}" for name, entry in (summary.get("modalities") or {}).items()
-        )
-        line += f": {modalities or 'no modality'}; {summary.get('quarantined', 0)} quarantined"
-    if row.get("error") or row.get("cause"):
-        line += f"; {row.get('error')}: {row.get('cause')}"
-    return line
-
-
-class UnimplementedOperationNote(logging.Filter):
-    """moto's server logs a whole traceback for an operation it lacks; `mmpipe redrive` (another process)
-    expects that and falls back, so one line says it here."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "has not been implemented" in message:
-            record.msg, record.args = f"moto: {message.strip().splitlines()[-1]}", ()
-        return True
+def route_third_party_logs(log_file: Path) -> None:
+    """moto's engine and its HTTP server log errors and whole tracebacks while runs succeed (a JSONPath it
+    probes, an operation it lacks for another process's `mmpipe redrive`): into the log file, not the
+    console, where a person reads only what the pipeline says."""
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("moto", "werkzeug"):
+        target = logging.getLogger(name)
+        for existing in list(target.handlers):
+            target.removeHandler(existing)
+        target.addHandler(handler)
+        target.propagate = False
 
 
 def _say(out: TextIO, message: str) -> None:
@@ -338,6 +318,7 @@ def serve(
     batching_window: float = 5.0,
     stop: threading.Event | None = None,
     out: TextIO = sys.stdout,
+    verbose: bool = False,
 ) -> int:
     """Run until SIGINT/SIGTERM (or `stop` is set). 0 after a clean stop, 2 when another `local up` owns
     the state file."""
@@ -362,9 +343,8 @@ def serve(
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF would flood the log
     warnings.filterwarnings("ignore", message="No application metrics to publish")  # metrics are off
     route_handler_logs(log_file)
-    logging.getLogger("werkzeug").addFilter(UnimplementedOperationNote())
+    route_third_party_logs(log_file)
     watcher = InboxWatcher(inbox, settle=settle)
-    reported: set[str] = set()
     with (
         stop_on_signals(stop),
         LocalRuntime(parameters=parameters or {}, max_batching_window=batching_window) as runtime,
@@ -376,10 +356,13 @@ def serve(
                 out, f"local runtime up at {runtime.endpoint_url} (Lambda: {endpoint.url}); watching {inbox}"
             )
             _say(out, f"state file {state_file}; handler logs {log_file}; Ctrl-C to stop")
+            console = DeliveryConsole(
+                runtime, lambda line: _say(out, line), state_file.parent / "reports", verbose=verbose
+            )
             while not stop.is_set():
                 try:
-                    upload_ready(runtime, watcher, out)
-                    report_finished(runtime, reported, out)
+                    console.uploaded(upload_ready(runtime, watcher, out))
+                    console.poll()
                 except Exception as exc:  # keep watching: the next scan retries
                     _say(out, f"error: {type(exc).__name__}: {exc}")
                 stop.wait(scan_seconds)

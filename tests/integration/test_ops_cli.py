@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -370,7 +371,8 @@ class Lines:
 
 
 def _finished_runs(out: Lines) -> list[str]:
-    return [line for line in out.lines if line.split("] ", 1)[-1].startswith("run ")]
+    """The console's line for each finished run: `<delivery>-w<n> SUCCEEDED in 12 s: ...`."""
+    return [line for line in out.lines if re.match(r"\S+-w\d+ [A-Z_]+ in ", line.split("] ", 1)[-1])]
 
 
 @pytest.mark.slow
@@ -379,7 +381,7 @@ def test_local_up_ingests_the_inbox_and_answers_status_from_another_process(
 ) -> None:
     inbox, state_file = tmp_path / "inbox", tmp_path / "state" / "local.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    command = ["local", "up", "--inbox", str(inbox), "--state-file", str(state_file), "--settle", "0.5"]
+    command = ["local", "up", "--inbox", str(inbox), "--state-file", str(state_file), "--settle", "0.5", "-v"]
     process = subprocess.Popen(
         [sys.executable, "-m", "mmpipe.cli", *command],
         cwd=REPO,
@@ -406,7 +408,9 @@ def test_local_up_ingests_the_inbox_and_answers_status_from_another_process(
         [finished] = _finished_runs(out)
         assert "SUCCEEDED" in finished, out.lines
         assert "1 quarantined" in finished
-        assert {line.split(" -> ")[-1] for line in out.matching("uploaded ")} == {
+        assert out.matching("] site-b: 4 files uploaded")  # one line per delivery
+        assert out.matching("] site-b-w1: waiting for the delivery to complete")  # its run's phases
+        assert {line.split(" -> ")[-1] for line in out.matching(" -> s3://")} == {
             f"{landing}/site-b/genomic/{p.name}" for p in (DATA / "genomic").glob("*.vcf")
         } | {f"{landing}/site-b/notes.txt"}
         # And `mmpipe status --local` (this process) reads it from the runtime of `local up`
@@ -423,9 +427,10 @@ def test_local_up_ingests_the_inbox_and_answers_status_from_another_process(
         assert out.matching(f"-> {landing}/inbox-{today}/loose.vcf")
         assert "SUCCEEDED" in _finished_runs(out)[1], out.lines
 
-        uploads = len(out.matching("uploaded "))
+        uploads = len(out.matching(" -> s3://"))
         time.sleep(1.5)  # several scans: nothing is uploaded twice
-        assert len(out.matching("uploaded ")) == uploads == 5
+        assert len(out.matching(" -> s3://")) == uploads == 5
+        assert not [line for line in out.lines if "Traceback" in line], out.lines  # moto's go to the log
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
