@@ -233,14 +233,7 @@ def _add_ops_commands(sub: Any) -> None:
     invoke.add_argument(
         "--state-file", default=str(DEFAULT_STATE_FILE), help="with --local (default: %(default)s)"
     )
-    invoke.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        type=_key_value,
-        metavar="KEY=VALUE",
-        help="template parameter (fresh runtime)",
-    )
+    _add_param_argument(invoke, help="template parameter (fresh runtime)")
     invoke.set_defaults(func=_invoke)
 
 
@@ -270,15 +263,14 @@ def _add_local_up(local_sub: Any) -> None:
     up.add_argument(
         "--batching-window", type=float, default=5.0, help="cap on the trigger's batching window (s)"
     )
-    up.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        type=_key_value,
-        metavar="KEY=VALUE",
-        help="template parameter override",
-    )
+    _add_param_argument(up)
     up.set_defaults(func=_local_up)
+
+
+def _add_param_argument(parser: argparse.ArgumentParser, help: str = "template parameter override") -> None:
+    parser.add_argument(
+        "--param", action="append", default=[], type=_key_value, metavar="KEY=VALUE", help=help
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,14 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--timeout", type=_positive(float), default=3600, help="seconds to wait for the executions"
     )
-    run.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        type=_key_value,
-        metavar="KEY=VALUE",
-        help="template parameter override",
-    )
+    _add_param_argument(run)
     run.set_defaults(func=_local_run)
     _add_local_up(local_sub)
 

@@ -60,6 +60,7 @@ from typing import Any, TextIO
 from mmhealth.classify import MARKER_NAME
 from mmpipe.console import DeliveryConsole
 from mmpipe.local.job_processes import reap_orphaned_jobs
+from mmpipe.local.signals import handling_stop_signals
 from mmpipe.local.state_file import LocalState, LocalStateError, read_state, remove_state, write_state
 
 SETTLE_SECONDS = 5.0  # why 5 s: the module docstring
@@ -235,12 +236,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_stop_signals(handler):
         yield
-    finally:
-        for sig, before in previous.items():
-            signal.signal(sig, before)
 
 
 def local_state(runtime: Any, lambda_endpoint_url: str, inbox: Path, log_file: Path) -> LocalState:

@@ -129,33 +129,25 @@ def join(table: str, delivery: str, files: list[ManifestFile], now: int | None =
 
 
 def close(table: str, current: DeliveryState, reason: str, now: int | None = None) -> bool:
-    """Close the collecting wave `current.wave`, unless an object arrived since `current` was read."""
+    """Close the collecting wave `current.wave`, unless an object arrived since `current` was read or a
+    trigger is still recording (see the module docstring)."""
     now = int(time.time()) if now is None else now
-    try:
-        storage.client("dynamodb").update_item(
-            TableName=table,
-            Key=_key(current.delivery, STATE),
-            UpdateExpression="SET phase = :closed, closed_at = :now, closed_reason = :reason",
-            ConditionExpression=(
-                "wave = :wave AND phase = :collecting AND last_object_at = :seen "
-                "AND (inflight = :none OR lease_until < :now)"
-            ),
-            ExpressionAttributeValues={
-                ":closed": {"S": "closed"},
-                ":collecting": {"S": "collecting"},
-                ":none": {"N": "0"},
-                ":now": {"N": str(now)},
-                ":reason": {"S": reason},
-                ":wave": {"N": str(current.wave)},
-                ":seen": {"N": str(current.last_object_at)},
-            },
-        )
-        return True
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        storage.reraise_transient(exc)
-        raise
+    return _update_if(
+        table,
+        current.delivery,
+        "SET phase = :closed, closed_at = :now, closed_reason = :reason",
+        "wave = :wave AND phase = :collecting AND last_object_at = :seen "
+        "AND (inflight = :none OR lease_until < :now)",
+        {
+            ":closed": {"S": "closed"},
+            ":collecting": {"S": "collecting"},
+            ":none": {"N": "0"},
+            ":now": {"N": str(now)},
+            ":reason": {"S": reason},
+            ":wave": {"N": str(current.wave)},
+            ":seen": {"N": str(current.last_object_at)},
+        },
+    )
 
 
 def files(table: str, delivery: str, wave: int | None = None) -> Iterator[tuple[int, ManifestFile]]:
@@ -195,21 +187,14 @@ def _open_next(table: str, current: DeliveryState, now: int) -> None:
     if condition != "attribute_not_exists(wave)":
         condition += " AND phase = :closed"
         values |= {":wave": {"N": str(current.wave)}, ":closed": {"S": "closed"}}
-    try:
-        storage.client("dynamodb").update_item(
-            TableName=table,
-            Key=_key(current.delivery, STATE),
-            UpdateExpression=(
-                "SET wave = :next, phase = :collecting, opened_at = :now, last_object_at = :now, "
-                "inflight = :none, expires_at = :expires REMOVE closed_reason, closed_at"
-            ),
-            ConditionExpression=condition,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            storage.reraise_transient(exc)
-            raise
+    _update_if(
+        table,
+        current.delivery,
+        "SET wave = :next, phase = :collecting, opened_at = :now, last_object_at = :now, "
+        "inflight = :none, expires_at = :expires REMOVE closed_reason, closed_at",
+        condition,
+        values,
+    )
 
 
 def _enter(table: str, current: DeliveryState, now: int, marker: ManifestFile | None) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import pysam
 import pytest
 
+from mmhealth import storage
 from mmhealth.errors import TransientError
 from mmhealth.lakehouse.catalog import read_table
 from mmpipe.local import LocalRuntime
@@ -120,6 +121,32 @@ def test_the_same_files_delivered_again_never_double_rows(runtime: LocalRuntime,
     # Then the replay started nothing, the re-delivery replaced the samples' rows, and the counts hold
     assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
     assert read_table("genomic.variants").num_rows == rows  # type: ignore[union-attr]
+
+
+def test_files_after_the_delivery_closed_make_a_follow_up_run_of_just_them(
+    runtime: LocalRuntime, cohort: Path, tmp_path: Path
+) -> None:
+    # Given a delivery whose run closed on its completion marker (all but one VCF)
+    vcfs = sorted((cohort / "genomic").glob("*.vcf.gz"))
+    late = [p for p in vcfs if not p.name.startswith("clinvar")][-1]
+    first = [p for p in vcfs if p != late]
+    runtime.deliver({f"genomic/{p.name}": p for p in first}, "d-late")
+    runtime.drain()
+    (w1,) = runtime.wait_for_executions(names=["d-late-w1"])
+    samples = read_table("genomic.samples").num_rows  # type: ignore[union-attr]
+
+    # When the last VCF arrives after it, without a new marker
+    runtime.upload(late, f"incoming/d-late/genomic/{late.name}")
+    runtime.drain()
+    (w2,) = runtime.wait_for_executions(names=["d-late-w2"])
+
+    # Then a follow-up run of the same delivery ingested just that file, closed by the quiet period
+    assert (w1["status"], w2["status"]) == ("SUCCEEDED", "SUCCEEDED")
+    manifest = storage.read_json(runtime.lake_bucket, "runs/d-late-w2/manifest.json")
+    assert sum(c["files"] for c in manifest["chunks"]) == 1
+    collected = storage.read_json(runtime.lake_bucket, "runs/d-late-w2/summary.json")["delivery"]
+    assert collected["closed"].startswith("no new object for")
+    assert read_table("genomic.samples").num_rows == samples + 1  # type: ignore[union-attr]
 
 
 def test_a_transient_import_failure_is_absorbed_by_the_retry(runtime: LocalRuntime, cohort: Path) -> None:
