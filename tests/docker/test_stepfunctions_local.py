@@ -42,12 +42,20 @@ if not _docker_engine():
 def _definition() -> str:
     """The ASL with its DefinitionSubstitutions filled as CloudFormation would."""
     text = (REPO / "statemachines" / "pipeline.asl.json").read_text()
-    for name in ("Prepare", "GenomicImport", "GenomicPoll", "GenomicCatalog", "ChunkFailure", "Finalize"):
+    for name in (
+        "Collect",
+        "Prepare",
+        "GenomicImport",
+        "GenomicPoll",
+        "GenomicCatalog",
+        "ChunkFailure",
+        "Finalize",
+    ):
         text = text.replace("${" + name + "FunctionArn}", FUNCTION_ARN.format(name))
     return text.replace("${RunNotificationTopicArn}", f"arn:aws:sns:us-east-1:{ACCOUNT}:runs")
 
 
-RUN_ID = "d1-0123456789abcdef0123"
+RUN_ID = "d1-w1"
 CHUNK = {"run_id": RUN_ID, "modality": "genomic", "chunk_id": "genomic-0000", "key": "k", "files": 2}
 CONFIG = {"poll_seconds": 1, "poll_backoff_rate": 1.5, "poll_max_seconds": 5, "poll_max_attempts": 5,
           "map_concurrency": 2, "genomic_backend": "lakehouse"}  # fmt: skip
@@ -62,6 +70,7 @@ MOCK_CONFIG: dict[str, Any] = {
         "pipeline": {
             "TestCases": {
                 "Happy": {
+                    "Collect": "Collected",
                     "Prepare": "Prepared",
                     "ImportGenomicChunk": "Imported",
                     "CatalogGenomic": "Catalogued",
@@ -70,6 +79,7 @@ MOCK_CONFIG: dict[str, Any] = {
                     "NotifyRun": "Notified",
                 },
                 "ThrottledImport": {
+                    "Collect": "Collected",
                     "Prepare": "Prepared",
                     "ImportGenomicChunk": "ThrottledThenImported",
                     "CatalogGenomic": "Catalogued",
@@ -78,6 +88,7 @@ MOCK_CONFIG: dict[str, Any] = {
                     "NotifyRun": "Notified",
                 },
                 "BrokenImport": {
+                    "Collect": "Collected",
                     "Prepare": "Prepared",
                     "ImportGenomicChunk": "ImportCrashed",
                     "RecordGenomicChunkFailure": "ChunkQuarantined",
@@ -90,14 +101,16 @@ MOCK_CONFIG: dict[str, Any] = {
         }
     },
     "MockedResponses": {
+        "Collected": _ok({"closed": True, "reason": "completion marker _COMPLETE", "wait_seconds": 0}),
         "Prepared": _ok(
             {
                 "run_id": RUN_ID,
                 "config": CONFIG,
                 "unknown": 0,
-                "genomic": {"files": 2, "chunks": [CHUNK]},
-                "clinical": {"files": 0, "chunks": []},
-                "imaging": {"files": 0, "chunks": []},
+                "delivery": {"name": "d1", "wave": 1},
+                "genomic": {"files": 2, "chunks": [CHUNK], "distributed": False},
+                "clinical": {"files": 0, "chunks": [], "distributed": False},
+                "imaging": {"files": 0, "chunks": [], "distributed": False},
             }
         ),
         "Imported": _ok(
@@ -164,7 +177,7 @@ def _run(sfn_local: Any, case: str) -> tuple[dict[str, Any], list[dict[str, Any]
     execution = client.start_execution(
         stateMachineArn=f"{arn}#{case}",
         name=f"{case}-{uuid.uuid4().hex[:8]}",
-        input=json.dumps({"run_id": RUN_ID}),
+        input=json.dumps({"run_id": RUN_ID, "delivery": "d1", "wave": 1}),
     )["executionArn"]
     for _ in range(120):
         description = client.describe_execution(executionArn=execution)

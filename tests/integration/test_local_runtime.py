@@ -233,6 +233,8 @@ def test_the_stack_of_template_yaml_exists_with_what_moto_cloudformation_skips(r
             "executions-failed",
             "ingest-dead-letters",
             "ingest-queue-stuck",
+            "delivery-function-errors",
+            "delivery-function-throttles",
             "ingest-function-errors",
             "lakehouse-and-job-function-errors",
             "ingest-function-throttles",
