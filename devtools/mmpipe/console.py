@@ -134,9 +134,11 @@ class DeliveryConsole:
         parts = [_modalities(summary.get("modalities") or {})] if summary else []
         if summary:
             parts.append(f"{summary.get('quarantined', 0)} quarantined")
-            missing = (summary.get("delivery") or {}).get("missing")
-            if missing:
-                parts.append(f"{missing} file(s) the marker listed never arrived")
+            delivery = summary.get("delivery") or {}
+            if delivery.get("missing"):
+                parts.append(f"{delivery['missing']} file(s) the marker listed never arrived")
+            if delivery.get("unrecorded"):
+                parts.append(f"{delivery['unrecorded']} object(s) never reached the trigger (see the DLQ)")
             parts.append(self._training(row["run_id"], summary.get("training") or {}))
         if row["status"] != "SUCCEEDED":
             failed = failing_state(failures(events), events)

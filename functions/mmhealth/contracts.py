@@ -114,6 +114,9 @@ class RunConfig(_Model):
     poll_seconds: int = Field(default=30, ge=0, le=3600)
     # A delivery without a completion marker is complete once no object arrived for this long (mmhealth.waves).
     delivery_quiet_seconds: int = Field(default=120, ge=0, le=86400)
+    # ... unless objects of its landing folder are not recorded yet (their events are on the way); after this
+    # long without a newly recorded object the run goes on without them (the DLQ) and reports them.
+    delivery_stall_seconds: int = Field(default=1800, ge=0, le=7 * 86400)
     poll_backoff_rate: float = Field(default=1.5, ge=1.0, le=4.0)
     poll_max_seconds: int = Field(default=600, ge=0, le=3600)
     poll_max_attempts: int = Field(default=40, ge=1, le=500)

@@ -95,6 +95,8 @@ def prepare(execution_input: dict[str, Any], cfg: Settings) -> dict[str, Any]:
             "closed": collected.get("reason"),
             "missing": collected.get("missing", 0),
             "missing_first": collected.get("missing_first", []),
+            "unrecorded": collected.get("unrecorded", 0),
+            "unrecorded_first": collected.get("unrecorded_first", []),
         },
         "config": config.model_dump(),
         "unknown": len(manifest.unknown),

@@ -5,8 +5,13 @@ A wave closes when
   the delivery folder, empty (complete as soon as it is recorded) or JSON `{"files": [...]}` (paths
   relative to the delivery folder) and/or `{"count": N}` (data files in the delivery, the marker not
   counted), complete once every listed file / N files are recorded; or
-- no object arrived for `delivery_quiet_seconds` (a delivery without a marker, or one whose marker lists
-  a file that never comes: the run goes on with what arrived and reports what is missing).
+- no object arrived for `delivery_quiet_seconds` and every object in the delivery's landing folder is
+  recorded (a delivery without a marker, or one whose marker lists a file that never comes: the run goes
+  on with what arrived and reports what is missing).
+The landing folder is the ground truth of what was delivered: an object that is there but not recorded yet
+has its event still on the way (in the ingest queue, or in a trigger batch being formed), so the wave waits
+for it however slow the queue is, up to `delivery_stall_seconds` without a newly recorded object (an event
+that went to the DLQ): then the run goes on and reports those objects as `unrecorded`.
 Until then Collect answers `closed: false` with how long to wait (the Wait state's SecondsPath): the rest of
 the quiet period, or the poll interval while a marker waits for its files. The history grows by one
 Collect + Choice + Wait per wake-up, about one per quiet period while objects keep arriving.
@@ -28,6 +33,7 @@ from botocore.exceptions import ClientError
 from mmhealth import ledger, quarantine, storage
 from mmhealth.contracts import RunConfig, S3Object
 from mmhealth.errors import ManifestError
+from mmhealth.naming import LOOSE_DELIVERY
 from mmhealth.settings import Settings
 
 MARKER_MAX_BYTES = 5 * 1024 * 1024
@@ -44,7 +50,7 @@ class Expectation:
 
 
 def collect(run_id: str, delivery: str, wave: int, config: RunConfig, cfg: Settings) -> dict[str, Any]:
-    """Collect's answer for the wave: {"closed", "reason", "wait_seconds", "files", "missing", ...}."""
+    """Collect's answer for the wave: {"closed", "reason", "wait_seconds", "missing", "unrecorded", ...}."""
     table = _table(cfg)
     now = int(time.time())
     current = ledger.state(table, delivery)
@@ -52,22 +58,34 @@ def collect(run_id: str, delivery: str, wave: int, config: RunConfig, cfg: Setti
         raise ManifestError(f"delivery {delivery!r} has no wave {wave} (its newest is {current.wave})")
     if current.wave > wave or not current.collecting:
         return _answer(True, current.closed_reason or "closed before this attempt", current, wave)
-    quiet_for = now - current.last_object_at
-    expectation, missing = _marker_check(table, current, wave, run_id, cfg)
+    quiet, quiet_for = config.delivery_quiet_seconds, now - current.last_object_at
+    recorded = [f.object for _, f in ledger.files(table, delivery)]
+    expectation, missing = _marker_check(current, wave, run_id, cfg, recorded)
+    unrecorded = _unrecorded(delivery, recorded)
     if expectation is not None and expectation.problem is None and not missing:
         reason = f"completion marker {_name(current.marker)}: every file it expects is here"
-    elif quiet_for >= config.delivery_quiet_seconds:
-        reason = f"no new object for {quiet_for} s (quiet period {config.delivery_quiet_seconds} s)"
+    elif quiet_for >= quiet and (not unrecorded or quiet_for >= config.delivery_stall_seconds):
+        reason = f"no new object for {quiet_for} s (quiet period {quiet} s)"
         if missing:
             reason += f"; {len(missing)} file(s) the marker expects never arrived"
+        if unrecorded:
+            reason += f"; {len(unrecorded)} object(s) in the folder never reached the trigger (see the DLQ)"
     else:
-        rest = config.delivery_quiet_seconds - quiet_for
-        waiting = min(rest, max(config.poll_seconds, 1)) if expectation and not expectation.problem else rest
-        why = f"{len(missing)} file(s) the marker expects" if missing else f"quiet for {quiet_for} s"
-        return _answer(False, why, current, wave, wait=max(1, waiting), missing=missing)
+        if unrecorded:
+            why, waiting = f"{len(unrecorded)} object(s) in the folder not recorded yet", quiet
+        elif missing:
+            why, waiting = (
+                f"{len(missing)} file(s) the marker expects",
+                min(quiet - quiet_for, config.poll_seconds),
+            )
+        else:
+            why, waiting = f"quiet for {quiet_for} s", quiet - quiet_for
+        return _answer(
+            False, why, current, wave, wait=max(1, waiting), missing=missing, unrecorded=unrecorded
+        )
     if not ledger.close(table, current, reason, now):
         return _answer(False, "an object arrived while closing", current, wave, wait=1, missing=missing)
-    return _answer(True, reason, current, wave, missing=missing)
+    return _answer(True, reason, current, wave, missing=missing, unrecorded=unrecorded)
 
 
 def _answer(
@@ -78,8 +96,9 @@ def _answer(
     *,
     wait: int = 0,
     missing: list[str] | None = None,
+    unrecorded: list[str] | None = None,
 ) -> dict[str, Any]:
-    missing = missing or []
+    missing, unrecorded = missing or [], unrecorded or []
     return {
         "closed": closed,
         "reason": reason,
@@ -90,11 +109,13 @@ def _answer(
         "marker": current.marker.key if current.marker and current.marker_wave == wave else None,
         "missing": len(missing),
         "missing_first": missing[:MISSING_LISTED],
+        "unrecorded": len(unrecorded),
+        "unrecorded_first": unrecorded[:MISSING_LISTED],
     }
 
 
 def _marker_check(
-    table: str, current: ledger.DeliveryState, wave: int, run_id: str, cfg: Settings
+    current: ledger.DeliveryState, wave: int, run_id: str, cfg: Settings, recorded: list[S3Object]
 ) -> tuple[Expectation | None, list[str]]:
     """(the wave's marker expectation or None, the expected files not recorded yet)."""
     if current.marker is None or current.marker_wave != wave:
@@ -109,14 +130,30 @@ def _marker_check(
     if not expectation.files and expectation.count is None:
         return expectation, []
     folder = current.marker.key.rsplit("/", 1)[0] + "/"
-    recorded = [f.object.key for _, f in ledger.files(table, current.delivery) if f.kind != "marker"]
-    present = {k.removeprefix(folder) for k in recorded}
-    missing = sorted(expectation.files - present)
-    if expectation.count is not None and len(recorded) < expectation.count:
-        missing.append(
-            f"<{expectation.count - len(recorded)} more file(s) of the {expectation.count} counted>"
-        )
+    data = {o.key for o in recorded if o.key != current.marker.key}
+    missing = sorted(expectation.files - {k.removeprefix(folder) for k in data})
+    if expectation.count is not None and len(data) < expectation.count:
+        missing.append(f"<{expectation.count - len(data)} more file(s) of the {expectation.count} counted>")
     return expectation, missing
+
+
+def _unrecorded(delivery: str, recorded: list[S3Object]) -> list[str]:
+    """Keys in the delivery's landing folder whose current version is not recorded yet (its event is still
+    on the way). The landing bucket is the recorded objects' (none recorded: nothing to compare)."""
+    if not recorded:
+        return []
+    known = {(o.key, o.etag) for o in recorded}
+    loose = delivery == LOOSE_DELIVERY
+    prefix = "incoming/" if loose else f"incoming/{delivery}/"
+    listing: dict[str, Any] = {"Bucket": recorded[0].bucket, "Prefix": prefix}
+    if loose:
+        listing["Delimiter"] = "/"  # only the objects directly under incoming/
+    unrecorded = []
+    for page in storage.client("s3").get_paginator("list_objects_v2").paginate(**listing):
+        unrecorded += [
+            o["Key"] for o in page.get("Contents", []) if (o["Key"], o["ETag"].strip('"')) not in known
+        ]
+    return sorted(unrecorded)
 
 
 def read_marker(marker: S3Object) -> Expectation:

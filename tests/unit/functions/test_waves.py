@@ -106,3 +106,31 @@ def test_a_wave_that_was_never_opened_is_an_error(aws: SimpleNamespace, clock) -
     _deliver(aws, ["a.vcf"], now=1_000)
     with pytest.raises(ManifestError, match="no wave 2"):
         _collect(wave=2)
+
+
+def test_an_object_in_the_folder_whose_event_is_still_queued_keeps_the_wave_open(
+    aws: SimpleNamespace, clock
+) -> None:
+    _deliver(aws, ["a.vcf"], now=1_000)
+    aws.s3.put_object(Bucket=aws.landing, Key="incoming/d/b.vcf", Body=b"y")  # its event not recorded yet
+    clock.t = 1_100
+    waiting = _collect()
+    assert (waiting["closed"], waiting["unrecorded_first"]) == (False, ["incoming/d/b.vcf"])
+    assert waiting["wait_seconds"] == CONFIG.delivery_quiet_seconds
+
+    # Then its event comes, and the quiet period after it closes the wave
+    _deliver(aws, ["b.vcf"], now=1_101)
+    clock.t = 1_161
+    assert _collect()["closed"]
+
+
+def test_an_object_whose_event_never_comes_is_reported_after_the_stall_limit(
+    aws: SimpleNamespace, clock
+) -> None:
+    _deliver(aws, ["a.vcf"], now=1_000)
+    aws.s3.put_object(Bucket=aws.landing, Key="incoming/d/lost.vcf", Body=b"y")  # its event went to the DLQ
+    clock.t = 1_000 + CONFIG.delivery_stall_seconds
+    answer = _collect()
+    assert answer["closed"]
+    assert answer["unrecorded_first"] == ["incoming/d/lost.vcf"]
+    assert "1 object(s) in the folder never reached the trigger" in answer["reason"]
