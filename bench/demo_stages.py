@@ -63,7 +63,7 @@ STAGES: dict[str, tuple[str, ...]] = {
 def stage_table(run: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         {
-            "stage": "upload (to the local S3, events held)",
+            "stage": "upload (to the local S3; the trigger records files meanwhile)",
             "span_s": run.get("upload_seconds"),
             "busy_s": None,
         }
