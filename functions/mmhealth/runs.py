@@ -30,8 +30,9 @@ from mmhealth.settings import Settings
 def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig:
     """Defaults <- Lambda environment (template parameters) <- RUN_CONFIG <- the execution input."""
     values: dict[str, Any] = {}
-    if cfg.poll_seconds is not None:
-        values["poll_seconds"] = cfg.poll_seconds
+    for name in ("poll_seconds", "poll_max_seconds", "poll_max_attempts"):
+        if getattr(cfg, name) is not None:
+            values[name] = getattr(cfg, name)
     if cfg.genomic_backend:
         values["genomic_backend"] = cfg.genomic_backend
     if cfg.clinical_backend:

@@ -21,6 +21,8 @@ class Settings(BaseModel):
     ledger_table: str | None = None
     chunk_size: int = Field(default=25, ge=1, le=1000)
     poll_seconds: int | None = None
+    poll_max_seconds: int | None = None  # POLL_MAX_SECONDS -> RunConfig
+    poll_max_attempts: int | None = None  # POLL_MAX_ATTEMPTS -> RunConfig
     genomic_backend: str | None = None
     healthomics_variant_store: str | None = None
     healthomics_role_arn: str | None = None
@@ -59,6 +61,8 @@ def settings() -> Settings:
             ledger_table=env.get("LEDGER_TABLE") or None,
             chunk_size=int(env.get("CHUNK_SIZE", "25")),
             poll_seconds=int(env["POLL_SECONDS"]) if env.get("POLL_SECONDS") else None,
+            poll_max_seconds=int(env["POLL_MAX_SECONDS"]) if env.get("POLL_MAX_SECONDS") else None,
+            poll_max_attempts=int(env["POLL_MAX_ATTEMPTS"]) if env.get("POLL_MAX_ATTEMPTS") else None,
             genomic_backend=env.get("GENOMIC_BACKEND") or None,
             healthomics_variant_store=env.get("HEALTHOMICS_VARIANT_STORE") or None,
             healthomics_role_arn=env.get("HEALTHOMICS_ROLE_ARN") or None,

@@ -52,11 +52,14 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
-# Local defaults: short first poll waits, a short settle before the training gate (uploads are done when
-# the runs start) and small training fits. Anything here can be overridden with `parameters=`.
+# Local defaults: short poll waits, a short quiet period closing a delivery without a completion marker,
+# and small training fits. Anything here can be overridden with `parameters=`.
 LOCAL_PARAMETERS: dict[str, str | int | float] = {
     "Stage": "dev",
     "PollSeconds": 1,
+    # Polls are free locally: a job that ends is noticed within 5 s (not after a 90 s backed-off wait).
+    "PollMaxSeconds": 5,
+    "PollMaxAttempts": 500,
     "DeliveryQuietSeconds": 10,
     "TrainingTimeLimit": 20,
 }
