@@ -41,6 +41,8 @@ def resolve_config(cfg: Settings, overrides: dict[str, Any] | None) -> RunConfig
         values["training_time_limit"] = cfg.training_time_limit
     if cfg.training_presets:
         values["training_presets"] = cfg.training_presets
+    if cfg.training_hyperparameters:
+        values["training_hyperparameters"] = cfg.training_hyperparameters
     if cfg.delivery_quiet_seconds is not None:
         values["delivery_quiet_seconds"] = cfg.delivery_quiet_seconds
     values |= cfg.run_config

@@ -46,6 +46,7 @@ class Settings(BaseModel):
     training_instance_type: str = "ml.m5.2xlarge"
     training_time_limit: int | None = None  # TRAINING_TIME_LIMIT -> RunConfig.training_time_limit
     training_presets: str | None = None  # TRAINING_PRESETS -> RunConfig.training_presets
+    training_hyperparameters: str | None = None  # TRAINING_HYPERPARAMETERS -> RunConfig
     delivery_quiet_seconds: int | None = None  # DELIVERY_QUIET_SECONDS -> RunConfig
     run_config: dict[str, object] = Field(default_factory=dict)  # RUN_CONFIG: JSON overrides
 
@@ -85,6 +86,7 @@ def settings() -> Settings:
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE") or "ml.m5.2xlarge",
             training_time_limit=int(env["TRAINING_TIME_LIMIT"]) if env.get("TRAINING_TIME_LIMIT") else None,
             training_presets=env.get("TRAINING_PRESETS") or None,
+            training_hyperparameters=env.get("TRAINING_HYPERPARAMETERS") or None,
             delivery_quiet_seconds=(
                 int(env["DELIVERY_QUIET_SECONDS"]) if env.get("DELIVERY_QUIET_SECONDS") else None
             ),
