@@ -35,7 +35,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration
 
 DATA = REPO / "tests" / "data" / "delivery"
-# Quick local runs: no settle wait before the training gate (a genomic-only delivery trains nothing anyway).
+# The local defaults (a genomic-only delivery trains nothing anyway).
 PARAMETERS: dict[str, str | int | float] = {}
 
 

@@ -3,7 +3,7 @@
 Real template, state machine and handlers; the SageMaker training job is answered by the local runtime,
 which runs the real entry point (`python -m training_job train`, containers/training) in a subprocess with
 SageMaker's paths and tarballs. Fits are tiny (one small LightGBM per predictor). A second delivery that
-changes nothing trains nothing (the gate: a model of that dataset snapshot exists).
+changes nothing trains nothing (its run built no new dataset snapshot).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training Start: the training gate, then the AutoGluon training job on the run's dataset snapshot."""
+"""Training Start: the AutoGluon training job on the run's own dataset snapshot (or why none)."""
 
 from typing import Any
 

@@ -149,7 +149,7 @@ def test_the_event_chain_runs_through_every_handler(
     assert features["genomic_patients"] == 2
     assert (features["dataset"]["rows"], features["dataset"]["run_id"]) == (2, run_id)
 
-    # training: the gate passes (this run wrote the newest snapshot), the job is started on SageMaker
+    # training: the run built a snapshot, so the job is started on SageMaker
     # (Stubber), polled, and its output (as SageMaker tars it) catalogued into features.metrics
     trained = _training_chain(handlers, dev_account, lambda_context, monkeypatch)
     assert trained["headline"]["hypertension"] == {"roc_auc": 0.75, "f1": 0.5}
