@@ -20,7 +20,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from mmhealth.classify import MARKER_NAME
@@ -116,11 +116,8 @@ def _upload(runtime: Any, input_dir: Path, files: list[Path], delivery: str, pro
             for _ in pool.map(put, files[start : start + 50]):
                 done += 1
             progress.show(f"uploaded {done}/{len(files)}")
-    relative = [path.relative_to(input_dir).as_posix() for path in files]
-    if MARKER_NAME not in {PurePosixPath(r).name for r in relative}:
-        # Last, as ops would: the run starts as soon as every listed file is recorded (mmhealth.waves).
-        marker = json.dumps({"files": relative}).encode()
-        runtime.put_object(f"incoming/{delivery}/{MARKER_NAME}", marker)
+    if MARKER_NAME not in {path.name for path in files}:
+        runtime.complete(delivery)  # last, as ops would: the marker lists every uploaded file
     progress.show(
         f"uploaded {done}/{len(files)} files to s3://{runtime.landing_bucket}/incoming/{delivery}/", True
     )
