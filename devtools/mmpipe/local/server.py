@@ -17,6 +17,8 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
+from mmpipe.local import moto_patches
+
 # Step Functions: execute the ASL with moto's interpreter (default is a no-op execution).
 # Lambda: never start containers; Invoke is answered in-process by the invoker's botocore hook anyway.
 MOTO_CONFIG: dict[str, Any] = {
@@ -59,6 +61,7 @@ class MotoServer:
             if self._server is not None:
                 return
             _quiet_request_logging()
+            moto_patches.apply()
             # Port 0: the OS picks a free port at bind time, so two processes can never race for one.
             server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
             server.start()
