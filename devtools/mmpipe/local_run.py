@@ -65,6 +65,9 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
 
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.every
+
     def show(self, message: str, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last >= self.every:
@@ -89,9 +92,8 @@ def run(
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF would flood the console locally
     route_handler_logs(out_dir / "logs.jsonl")
     # Events are not held back while uploading: the trigger records files as they land (the delivery is one
-    # run whatever the batching: its completion marker closes it), which keeps the ingest queue short. moto
-    # scans the whole queue on every ReceiveMessage (2.8 s per call with 2,500 messages waiting, measured),
-    # so a delivery queued up whole before the trigger starts costs minutes locally.
+    # run whatever the batching: its completion marker closes it), which keeps the ingest queue short: moto
+    # scans the whole queue on every ReceiveMessage (see mmpipe.local.moto_patches for what it costs).
     with LocalRuntime(parameters=parameters, max_batching_window=LOCAL_BATCHING_WINDOW) as runtime:
         progress.show(f"local runtime up at {runtime.endpoint_url}; uploading {len(files)} files", force=True)
         started = time.monotonic()
@@ -135,13 +137,27 @@ def _wait(runtime: Any, timeout: float, progress: Progress) -> list[dict[str, An
         finished = bool(executions) and all(e["status"] in TERMINAL for e in executions)
         # Queue depth is costly to ask moto for (it scans every message): only once the runs look done.
         idle = finished and runtime.event_sources_idle()
-        progress.show(f"executions: {summary}" + ("" if finished else "; events still arriving"))
+        if progress.due():
+            progress.show(f"executions: {summary}{_phases(runtime, executions)}")
         if idle:
             return executions
         if time.monotonic() > deadline:
             progress.show(f"timed out after {timeout:.0f}s", force=True)
             return executions
         time.sleep(1.0)
+
+
+def _phases(runtime: Any, executions: list[dict[str, Any]]) -> str:
+    """"; <run>: <phase>" for each running execution (the console's phase names), read from its history."""
+    from mmpipe.console import phase
+    from mmpipe.status import execution_history, open_states
+
+    sfn = runtime.client("stepfunctions")
+    running = [e for e in executions if e["status"] not in TERMINAL]
+    return "".join(
+        f"; {e['name']}: {phase(open_states(execution_history(sfn, e['executionArn']))) or 'starting'}"
+        for e in running
+    )
 
 
 def _write_outputs(

@@ -39,6 +39,9 @@ def test_a_generated_cohort_runs_end_to_end(tmp_path: Path) -> None:
 
     assert run.returncode == 0, run.stderr[-3000:]
     assert "uploaded" in run.stderr  # progress is shown while it runs
+    assert "e2e-w1: " in run.stderr  # ... naming the run and its phase
+    assert "not verified" not in run.stderr
+    assert "Traceback" not in run.stderr
     document = json.loads((out / "run.json").read_text())
     assert document["status"] == "SUCCEEDED"
     assert all(e["status"] == "SUCCEEDED" for e in document["executions"])

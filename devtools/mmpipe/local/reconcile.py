@@ -96,7 +96,7 @@ def reconcile(clients: AwsClients, stack: LocalStack) -> None:
                 resource.type,
             )
         elif resource.type not in handled:
-            log.warning("%s (%s): not verified for the local runtime", resource.logical_id, resource.type)
+            log.info("%s (%s): not verified for the local runtime", resource.logical_id, resource.type)
 
 
 def _mark_created(stack: LocalStack, resource: StackResource, physical_id: str) -> None:
