@@ -148,7 +148,7 @@ def _wait(runtime: Any, timeout: float, progress: Progress) -> list[dict[str, An
 
 
 def _phases(runtime: Any, executions: list[dict[str, Any]]) -> str:
-    """ "; <run>: <phase>" for each running execution (the console's phase names), read from its history."""
+    """One "; RUN: PHASE" per running execution (the console's phase names), read from its history."""
     from mmpipe.console import phase
     from mmpipe.status import execution_history, open_states
 
