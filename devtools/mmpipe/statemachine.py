@@ -249,59 +249,102 @@ def _features_task() -> dict[str, Any]:
     return state
 
 
-def _training_task(function: str, payload: dict[str, Any] | str, **fields: Any) -> dict[str, Any]:
-    """A Lambda task whose result lands in $.training.result, keeping the rest of the run state."""
+def _stage_task(stage: str, function: str, payload: dict[str, Any] | str, **fields: Any) -> dict[str, Any]:
+    """A Lambda task whose result lands in $.<stage>.result, keeping the rest of the run state."""
     state = _invoke(function, payload, **fields)
     del state["OutputPath"]  # OutputPath would apply after ResultPath and drop the run state
-    state.update(ResultSelector={"result.$": "$.Payload"}, ResultPath="$.training")
+    state.update(ResultSelector={"result.$": "$.Payload"}, ResultPath=f"$.{stage}")
     return state
 
 
-def training_states() -> dict[str, Any]:
-    """StartTraining (the run's snapshot, or why not) -> Wait/Poll loop -> CatalogTraining.
+def _job_loop(stage: str, name: str, catalog_comment: str, after: str, on_error: str) -> dict[str, Any]:
+    """<Name>Finished -> Wait -> Poll -> ... -> Catalog<Name> -> `after`, for the job in $.<stage>.result.
 
-    $.training holds the TrainingRun (or, through a Catch, the error) for Finalize and Notify.
-    """
-    failed = _catch("Finalize", "$.training")
+    A failed poll or catalog goes to `on_error` with the error in $.<stage> (Finalize reports it)."""
+    failed = _catch(on_error, f"$.{stage}")
     return {
-        "StartTraining": _training_task(
-            "TrainingStart",
-            {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
-            Comment="The AutoGluon SageMaker training job on the run's dataset snapshot (or why none)",
-            Catch=failed,
-            Next="TrainingFinished",
-        ),
-        "TrainingFinished": {
+        f"{name}Finished": {
             "Type": "Choice",
             "Choices": [
                 {
-                    "Variable": "$.training.result.status",
+                    "Variable": f"$.{stage}.result.status",
                     "StringEquals": "IN_PROGRESS",
-                    "Next": "WaitForTraining",
+                    "Next": f"WaitFor{name}",
                 }
             ],
-            "Default": "CatalogTraining",
+            "Default": f"Catalog{name}",
         },
-        "WaitForTraining": {
+        f"WaitFor{name}": {
             "Type": "Wait",
-            "SecondsPath": "$.training.result.wait_seconds",
-            "Next": "PollTraining",
+            "SecondsPath": f"$.{stage}.result.wait_seconds",
+            "Next": f"Poll{name}",
         },
-        "PollTraining": _training_task(
-            "TrainingPoll", "$.training.result", Catch=failed, Next="TrainingFinished"
+        f"Poll{name}": _stage_task(
+            stage, f"{name}Poll", f"$.{stage}.result", Catch=failed, Next=f"{name}Finished"
         ),
-        "CatalogTraining": _training_task(
-            "TrainingCatalog",
-            "$.training.result",
-            Comment="Metrics, report and model card next to the run; features.metrics committed",
-            Catch=failed,
-            Next="Finalize",
+        f"Catalog{name}": _stage_task(
+            stage, f"{name}Catalog", f"$.{stage}.result", Comment=catalog_comment, Catch=failed, Next=after
+        ),
+    }
+
+
+def training_states() -> dict[str, Any]:
+    """StartTraining (the run's snapshot, or why not) -> Wait/Poll loop -> CatalogTraining -> StartScoring.
+
+    $.training holds the TrainingRun (or, through a Catch, the error) for Finalize and Notify.
+    """
+    return {
+        "StartTraining": _stage_task(
+            "training",
+            "TrainingStart",
+            {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
+            Comment="The AutoGluon SageMaker training job on the run's dataset snapshot (or why none)",
+            Catch=_catch("NoScoring", "$.training"),
+            Next="TrainingFinished",
+        ),
+        **_job_loop(
+            "training",
+            "Training",
+            "Metrics, report and model card next to the run; features.metrics and features.models committed",
+            "StartScoring",
+            "NoScoring",
         ),
         "NoTraining": {
             "Type": "Pass",
             "Comment": "The features step failed: nothing to train on (Finalize reports the features error)",
             "Result": {"result": {"status": "COMPLETED", "skipped": "the features step failed"}},
             "ResultPath": "$.training",
+            "Next": "StartScoring",
+        },
+    }
+
+
+def scoring_states() -> dict[str, Any]:
+    """StartScoring (the newest model on the run's snapshot, or why not) -> Wait/Poll loop -> CatalogScoring.
+
+    $.scoring holds the ScoringRun (or, through a Catch, the error) for Finalize and Notify.
+    """
+    return {
+        "StartScoring": _stage_task(
+            "scoring",
+            "ScoringStart",
+            {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
+            Comment="Risk scores of every eligible patient: the newest model on the run's snapshot (or why none)",
+            Catch=_catch("Finalize", "$.scoring"),
+            Next="ScoringFinished",
+        ),
+        **_job_loop(
+            "scoring",
+            "Scoring",
+            "The job's predictions committed to features.predictions",
+            "Finalize",
+            "Finalize",
+        ),
+        "NoScoring": {
+            "Type": "Pass",
+            "Comment": "Training failed: the run is not scored (Finalize reports the training error)",
+            "Result": {"result": {"status": "COMPLETED", "skipped": "training failed"}},
+            "ResultPath": "$.scoring",
             "Next": "Finalize",
         },
     }
@@ -341,7 +384,7 @@ def pipeline_definition() -> dict[str, Any]:
         "Comment": (
             "mmpipe pipeline, one run per delivery wave: Collect (until the delivery is complete) -> Prepare -> "
             "per-modality import/poll/catalog (+ radiomics job) -> Features -> "
-            "Training (AutoGluon job) -> Finalize -> Notify. "
+            "Training (AutoGluon job) -> Scoring (the newest model on the run's snapshot) -> Finalize -> Notify. "
             "JSONPath only; no .sync integrations (polled instead), so moto's engine and Step Functions Local "
             "run it as AWS does."
         ),
@@ -366,6 +409,7 @@ def pipeline_definition() -> dict[str, Any]:
             },
             "BuildFeatures": _features_task(),
             **training_states(),
+            **scoring_states(),
             "Finalize": _invoke(
                 "Finalize",
                 payload={
@@ -376,6 +420,7 @@ def pipeline_definition() -> dict[str, Any]:
                     "files": {f"{m}.$": f"$.{m}.files" for m in ALL_MODALITIES},
                     "features.$": "$.features",
                     "training.$": "$.training",
+                    "scoring.$": "$.scoring",
                 },
                 Comment="Commits the run's quarantine records to ops.quarantine and writes the run summary",
                 Next="NotifyRun",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -233,6 +233,28 @@ class TrainingRun(PolledJob):
     @property
     def subject(self) -> str:
         return f"training of run {self.run_id}"
+
+
+class ScoringRun(PolledJob):
+    """The scoring job of a run: output of StartScoring and of every PollScoring, then CatalogScoring.
+
+    No job (status COMPLETED, `skipped` says why) when the run has no dataset snapshot, no model exists yet,
+    or this snapshot was scored with this model already.
+    """
+
+    run_id: str
+    model_id: str | None = None  # the training job that made the model
+    model_uri: str | None = None  # its model.tar.gz
+    dataset_id: str | None = None
+    dataset_uri: str | None = None
+    output_uri: str | None = None  # s3://<lake>/scoring/<run>/: predictions.parquet, scoring.json
+    skipped: str | None = None
+    rows: int = 0  # features.predictions rows committed
+    outcomes: dict[str, Any] = Field(default_factory=dict)  # outcome -> patients, decided positive, threshold
+
+    @property
+    def subject(self) -> str:
+        return f"scoring of run {self.run_id}"
 
 
 class QuarantineRecord(_Model):

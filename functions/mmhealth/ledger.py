@@ -82,7 +82,9 @@ def state(table: str, delivery: str) -> DeliveryState:
         .get_item(TableName=table, Key=_key(delivery, STATE), ConsistentRead=True)
         .get("Item")
     )
-    if not item:
+    if not item or "wave" not in item:
+        # No state yet. (An item without a wave is one moto is still creating: its UpdateItem is not atomic
+        # for a new item, and a concurrent read can see it half-written; DynamoDB never shows that.)
         return DeliveryState(delivery)
     return DeliveryState(
         delivery=delivery,

@@ -163,6 +163,7 @@ def finalize(
     features: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     delivery: dict[str, Any] | None = None,
+    scoring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Commit the run's quarantine records to ops.quarantine, write and return the run summary.
 
@@ -202,6 +203,7 @@ def finalize(
         entry.setdefault("files", files.get(name, 0))
     features = _step_outcome("features", features, failures)
     training = _step_outcome("training", training, failures)
+    scoring = _step_outcome("scoring", scoring, failures)
     summary = {
         "run_id": run_id,
         "delivery": delivery,
@@ -210,6 +212,7 @@ def finalize(
         "modalities": modalities,
         "features": features,
         "training": _training_summary(training),
+        "scoring": _scoring_summary(scoring),
         "quarantined": len(records),
         "superseded_objects": overwritten.num_rows,
         "unknown_files": unknown,
@@ -238,6 +241,17 @@ def _training_summary(training: dict[str, Any]) -> dict[str, Any]:
     summary = {k: training[k] for k in keys if training.get(k) is not None}
     if training.get("job"):
         summary["job"] = training["job"].get("job_id")
+    return summary
+
+
+def _scoring_summary(scoring: dict[str, Any]) -> dict[str, Any]:
+    """What a reader of the run needs of its scoring: which model on which snapshot, rows per outcome."""
+    if scoring.get("status") == "failed" or scoring.get("skipped") is True:
+        return scoring
+    keys = ("skipped", "model_id", "dataset_id", "rows", "outcomes")
+    summary = {k: scoring[k] for k in keys if scoring.get(k) not in (None, {})}
+    if scoring.get("job"):
+        summary["job"] = scoring["job"].get("job_id")
     return summary
 
 

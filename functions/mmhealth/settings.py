@@ -44,6 +44,7 @@ class Settings(BaseModel):
     # With AWS's AutoGluon image: the script-mode source tarball (`make training-source`), s3://...
     training_source_uri: str | None = None
     training_instance_type: str = "ml.m5.2xlarge"
+    scoring_instance_type: str = "ml.m5.xlarge"  # the scoring Processing job (AutoGluon inference on CPU)
     training_time_limit: int | None = None  # TRAINING_TIME_LIMIT -> RunConfig.training_time_limit
     training_presets: str | None = None  # TRAINING_PRESETS -> RunConfig.training_presets
     training_hyperparameters: str | None = None  # TRAINING_HYPERPARAMETERS -> RunConfig
@@ -84,6 +85,7 @@ def settings() -> Settings:
             training_role_arn=env.get("TRAINING_ROLE_ARN") or None,
             training_source_uri=env.get("TRAINING_SOURCE_URI") or None,
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE") or "ml.m5.2xlarge",
+            scoring_instance_type=env.get("SCORING_INSTANCE_TYPE") or "ml.m5.xlarge",
             training_time_limit=int(env["TRAINING_TIME_LIMIT"]) if env.get("TRAINING_TIME_LIMIT") else None,
             training_presets=env.get("TRAINING_PRESETS") or None,
             training_hyperparameters=env.get("TRAINING_HYPERPARAMETERS") or None,

@@ -110,6 +110,18 @@ def _version_name(obj: S3Object) -> str:
     return f"version {obj.version_id}" if obj.version_id else f"etag {obj.etag}"
 
 
+def exists(bucket: str, key: str) -> bool:
+    """Whether the object exists (HeadObject; a 404 is False, any other error raises)."""
+    try:
+        client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        reraise_transient(exc)
+        raise
+    return True
+
+
 def read_json(bucket: str, key: str) -> Any:
     body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     return json.loads(body)

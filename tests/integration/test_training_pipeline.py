@@ -95,6 +95,24 @@ def test_a_delivery_trains_the_outcome_models_once_and_names_the_artifacts(
     assert genomic.num_rows == len(
         [p for p in (cohort / "genomic").glob("*.vcf.gz") if "clinvar" not in p.name]
     )
+    # And the model was put to use: the scoring job scored every eligible patient for every outcome,
+    # with the model registered in features.models, on the run's own snapshot
+    [model] = read_table("features.models").to_pylist()  # type: ignore[union-attr]
+    assert (model["run_id"], model["model_uri"]) == (execution["name"], training["model_uri"])
+    scoring = summary_of(runtime, execution)["scoring"]
+    assert isinstance(scoring, dict)
+    assert (scoring["model_id"], scoring["dataset_id"]) == (model["model_id"], training["dataset_id"])
+    predictions = read_table("features.predictions")
+    assert predictions is not None
+    assert predictions.num_rows == scoring["rows"]
+    labels = read_table("features.labels")
+    assert labels is not None
+    for outcome in training["headline"]:
+        mine = [r for r in predictions.to_pylist() if r["outcome"] == outcome]
+        eligible = [p for p, label in zip(labels["patient_id"].to_pylist(), labels[outcome].to_pylist(), strict=True)
+                    if label is not None]  # fmt: skip
+        assert sorted(r["patient_id"] for r in mine) == sorted(eligible), outcome
+        assert all(r["decision"] == (r["probability"] >= r["threshold"]) for r in mine)
 
     # When a later delivery changes no feature (a file no branch ingests)
     runtime.put_object("incoming/d-train-2/README.txt", b"delivery notes, not data\n")
@@ -107,3 +125,8 @@ def test_a_delivery_trains_the_outcome_models_once_and_names_the_artifacts(
     skipped = summary_of(runtime, later[0])["training"]
     assert isinstance(skipped, dict)
     assert "no clinical, imaging or genomic rows changed" in str(skipped.get("skipped"))
+    # ... and scores nothing new: its snapshot was scored with this model already (no doubled rows)
+    rescored = summary_of(runtime, later[0])["scoring"]
+    assert isinstance(rescored, dict)
+    assert "skipped" in rescored, rescored
+    assert read_table("features.predictions").num_rows == predictions.num_rows  # type: ignore[union-attr]

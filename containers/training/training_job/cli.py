@@ -1,9 +1,14 @@
 """`python -m training_job [train]`: a dataset snapshot in, predictors + metrics + model card + report out
 (a SageMaker training job; SageMaker starts the image with the argument `train`, accepted and ignored).
 
+`python -m training_job score --model-dir M --dataset D --output-dir O --model-id ID`: a trained model and a
+dataset snapshot in, one risk score per eligible patient and outcome out (training_job.scoring; a SageMaker
+Processing job with the same image, its paths under /opt/ml/processing/ by default).
+
 Exit codes: 0 when every output is written (an outcome or modality set that cannot be trained is listed in
-metrics.json `skipped`); 1 when the job fails, with the reason in the failure file (/opt/ml/output/failure,
-SageMaker's FailureReason); 2 for bad arguments.
+metrics.json `skipped`); 1 when the job fails, with the reason in the failure file (training:
+/opt/ml/output/failure, SageMaker's FailureReason; scoring: /opt/ml/output/message, DescribeProcessingJob's
+ExitMessage); 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -65,11 +70,47 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+PROCESSING_ROOT = Path("/opt/ml/processing")
+PROCESSING_MESSAGE = Path("/opt/ml/output/message")  # SageMaker Processing's ExitMessage (first 1 KB)
+
+
+def parse_score_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training_job score",
+        description="Score a dataset snapshot with a trained model (training_job.scoring).",
+    )
+    parser.add_argument("mode", choices=("score",))
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=PROCESSING_ROOT / "model",
+        help="model.tar.gz (or its unpacked content)",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=PROCESSING_ROOT / "dataset",
+        help="the dataset snapshot (dataset.parquet, manifest.json)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=PROCESSING_ROOT / "output",
+        help="predictions.parquet, scoring.json",
+    )
+    parser.add_argument("--model-id", required=True, help="the model's id (its training job name)")
+    parser.add_argument("--failure-file", type=Path, default=PROCESSING_MESSAGE, help="failure reason")
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
-    args = parse_arguments(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["score"]:
+        return score_main(parse_score_arguments(arguments))
+    args = parse_arguments(arguments)
     paths = JobPaths.resolve(
         ml_root=args.ml_root,
         dataset=args.dataset,
@@ -138,11 +179,31 @@ def run(paths: JobPaths) -> None:
     )
 
 
-def _fail(paths: JobPaths, reason: str) -> int:
-    log.error("training job failed: %s", reason)
+def score_main(args: argparse.Namespace) -> int:
+    from training_job.scoring import score
+
     try:
-        paths.failure.parent.mkdir(parents=True, exist_ok=True)
-        paths.failure.write_text(reason[:FAILURE_REASON_LIMIT])
+        summary = score(args.model_dir, args.dataset, args.output_dir, args.model_id)
+    except JobError as error:
+        return _write_failure(args.failure_file, "scoring", str(error))
+    except Exception as error:  # a bug or an AutoGluon failure: the reason still reaches ExitMessage
+        log.error("unexpected error\n%s", traceback.format_exc())
+        return _write_failure(
+            args.failure_file, "scoring", f"internal error: {type(error).__name__}: {error}"
+        )
+    log.info("scoring done: %d predictions in %s", summary["rows"], args.output_dir)
+    return 0
+
+
+def _fail(paths: JobPaths, reason: str) -> int:
+    return _write_failure(paths.failure, "training", reason)
+
+
+def _write_failure(path: Path, job: str, reason: str) -> int:
+    log.error("%s job failed: %s", job, reason)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason[:FAILURE_REASON_LIMIT])
     except OSError as error:
-        log.error("cannot write the failure reason to %s: %s", paths.failure, error)
+        log.error("cannot write the failure reason to %s: %s", path, error)
     return 1

@@ -6,8 +6,10 @@ DescribeProcessingJob and CreateTrainingJob / DescribeTrainingJob (SageMaker) an
 ListJobs (Batch) for every boto3 session created after `register_job_hooks()`, while a `LocalJobs` is
 installed. Container images are not run: their entry points run on this machine's CPU with the SageMaker
 path conventions mapped to a temp folder.
-- Processing (`python -m radiomics_job`, containers/radiomics): each S3Prefix input downloaded to the local
-  copy of its LocalPath, the output folder uploaded to its S3Uri when the process exits 0 (EndOfJob).
+- Processing (`python -m radiomics_job`, containers/radiomics; or, with ContainerArguments `score ...`, the
+  training image's scoring mode `python -m training_job score`): each S3Prefix input downloaded to the
+  local copy of its LocalPath, the output folder uploaded to its S3Uri when the process exits 0 (EndOfJob);
+  the scoring job's /opt/ml/output/message is its failure reason.
 - Training (`python -m training_job train`, containers/training): each channel downloaded to
   /opt/ml/input/data/<channel>, HyperParameters written to /opt/ml/input/config/hyperparameters.json; on
   exit 0 /opt/ml/model is uploaded as <S3OutputPath>/<job>/output/model.tar.gz and /opt/ml/output/data as
@@ -187,24 +189,40 @@ class LocalJobs:
         name = request["ProcessingJobName"]
         job = self._register(name, name, "processing", request)
         folder = cast(Path, job.folder)
-        args: list[str] = []
+        inputs: dict[str, Path] = {}
         for item in request.get("ProcessingInputs", []):
             s3_input = item["S3Input"]
             local = _local_path(folder, s3_input["LocalPath"])
             _download_prefix(s3_input["S3Uri"], local)
-            if item.get("InputName") == "manifests":
-                args += ["--input", str(local)]
+            inputs[item.get("InputName", "")] = local
         outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for item in outputs:
-            local = _local_path(folder, item["S3Output"]["LocalPath"])
-            local.mkdir(parents=True, exist_ok=True)
-            args += ["--output", str(local)]
+            _local_path(folder, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        output_dirs = [str(_local_path(folder, item["S3Output"]["LocalPath"])) for item in outputs]
 
         def upload() -> None:
             for item in outputs:
                 _upload_folder(_local_path(folder, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
 
-        self._run(job, self._radiomics_command(args), after=upload)
+        arguments = list(request.get("AppSpecification", {}).get("ContainerArguments") or [])
+        if arguments[:1] == ["score"]:
+            # The training image's scoring mode (mmhealth.scoring); a script-mode ContainerEntrypoint only
+            # unpacks the same code, which is on PYTHONPATH here.
+            message = _local_path(folder, "/opt/ml/output/message")
+            command = [
+                sys.executable,
+                "-m",
+                TRAINING_ENTRY_POINT,
+                *arguments,
+                *("--model-dir", str(inputs["model"]), "--dataset", str(inputs["dataset"])),
+                *("--output-dir", output_dirs[0], "--failure-file", str(message)),
+            ]
+            self._run(job, command, after=upload, failure_file=message)
+        else:
+            args = ["--input", str(inputs["manifests"])] if "manifests" in inputs else []
+            for output_dir in output_dirs:
+                args += ["--output", output_dir]
+            self._run(job, self._radiomics_command(args), after=upload)
         return {"ProcessingJobArn": self._arn("sagemaker", f"processing-job/{name}")}
 
     def describe_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -441,12 +459,15 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _download_prefix(uri: str, local: Path) -> None:
+    """Every object under the S3Prefix, at its key relative to the prefix's folder (as SageMaker does: the
+    prefix `a/model.tar.gz` gives `<local>/model.tar.gz`, the prefix `a/b/` gives `<local>/<rest of key>`)."""
     bucket, prefix = _split(uri)
+    folder = prefix[: prefix.rfind("/") + 1]
     s3 = boto3.client("s3")
     local.mkdir(parents=True, exist_ok=True)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            target = local / item["Key"][len(prefix) :].lstrip("/")
+            target = local / item["Key"][len(folder) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, item["Key"], str(target))
 

@@ -24,6 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         event.get("features"),
         event.get("training"),
         event.get("delivery"),
+        event.get("scoring"),
     )
     logger.info("run finalized", extra={"status": summary["status"], "quarantined": summary["quarantined"]})
     return summary

@@ -51,6 +51,16 @@ def training_prefix(run_id: str) -> str:
     return f"training/{run_id}/"
 
 
+def scoring_prefix(run_id: str) -> str:
+    """The scoring job's output of a run: predictions.parquet, scoring.json."""
+    return f"scoring/{run_id}/"
+
+
+def scored_marker(dataset_id: str, model_id: str) -> str:
+    """Written once a snapshot's predictions by a model are committed: a later run skips that pair."""
+    return f"{dataset_prefix(dataset_id)}scored/{model_id}.json"
+
+
 class RunPaths:
     """Keys in the lake bucket for one run (see the module docstring)."""
 

@@ -210,6 +210,40 @@ FEATURES_METRICS = pa.schema(
     ]
 )
 
+# One row per trained model (the training job that made it): the registry the scoring step reads to find
+# the newest model.
+FEATURES_MODELS = pa.schema(
+    [
+        pa.field("model_id", pa.string(), nullable=False),  # the SageMaker training job name
+        pa.field("run_id", pa.string(), nullable=False),  # the run that trained it
+        pa.field("dataset_id", pa.string(), nullable=False),  # the snapshot it was trained on
+        pa.field("model_uri", pa.string(), nullable=False),  # model.tar.gz: predictors + model_card.json
+        pa.field("metrics_uri", pa.string()),
+        pa.field("report_uri", pa.string()),
+        pa.field("trained_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+# One row per eligible patient x outcome x scoring: the newest model applied to a run's dataset snapshot
+# (training_job.scoring). Rows accumulate; the newest `scored_at` of a patient and outcome is current.
+FEATURES_PREDICTIONS = pa.schema(
+    [
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),
+        pa.field("probability", pa.float64(), nullable=False),
+        pa.field("decision", pa.bool_(), nullable=False),  # probability >= threshold
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("threshold_criterion", pa.string()),
+        pa.field("modality_set", pa.string(), nullable=False),  # the predictor's modality set
+        pa.field("modalities", pa.string()),  # the modalities this patient has ("clinical+genomic")
+        pa.field("in_training_split", pa.bool_()),  # the predictor was fitted on this patient: in-sample
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("dataset_id", pa.string(), nullable=False),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),  # the run whose scoring step wrote the row
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "genomic.variants": GENOMIC_VARIANTS,
     "genomic.clinvar": GENOMIC_CLINVAR,
@@ -220,4 +254,6 @@ TABLES: dict[str, pa.Schema] = {
     "identity.links": IDENTITY_LINKS,
     "features.radiomics": FEATURES_RADIOMICS,
     "features.metrics": FEATURES_METRICS,
+    "features.models": FEATURES_MODELS,
+    "features.predictions": FEATURES_PREDICTIONS,
 }

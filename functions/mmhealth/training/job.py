@@ -39,7 +39,7 @@ from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_METRICS
 from mmhealth.observability import logger
 from mmhealth.settings import Settings, settings
-from mmhealth.training import dataset
+from mmhealth.training import dataset, models
 
 METRICS = "features.metrics"
 DATASET_CHANNEL = "dataset"
@@ -222,7 +222,8 @@ def poll(run: TrainingRun) -> TrainingRun:
 
 def catalog(run: TrainingRun) -> TrainingRun:
     """CatalogTraining: unpack the job's outputs next to the run, commit features.metrics, mark the dataset
-    trained; returns the run with the artifacts' URIs and the headline metrics."""
+    trained, register the model (features.models); returns the run with the artifacts' URIs and the
+    headline metrics."""
     if run.job is None:
         return run
     lake = settings().lake_bucket
@@ -243,16 +244,17 @@ def catalog(run: TrainingRun) -> TrainingRun:
         f"{dataset.prefix(run.dataset_id or '')}trained.json",
         {"run_id": run.run_id, "job": run.job.job_id, "model": f"s3://{lake}/{base}model.tar.gz"},
     )
-    headline = headline_metrics(metrics)
-    logger.info("training catalogued", extra={"job": run.job.job_id, "metric_rows": commit.rows_added})
-    return run.model_copy(
+    catalogued = run.model_copy(
         update={
             "model_uri": f"s3://{lake}/{base}model.tar.gz",
             "report_uri": f"s3://{lake}/{reports}report.html",
             "metrics_uri": f"s3://{lake}/{reports}metrics.json",
-            "headline": headline,
+            "headline": headline_metrics(metrics),
         }
     )
+    models.register(catalogued)
+    logger.info("training catalogued", extra={"job": run.job.job_id, "metric_rows": commit.rows_added})
+    return catalogued
 
 
 def _get(bucket: str, key: str) -> bytes:

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
+import pandas as pd
 import pytest
 from botocore.stub import Stubber
 from cfnlint.decode import decode
@@ -154,6 +155,11 @@ def test_the_event_chain_runs_through_every_handler(
     trained = _training_chain(handlers, dev_account, lambda_context, monkeypatch)
     assert trained["headline"]["hypertension"] == {"roc_auc": 0.75, "f1": 0.5}
 
+    # scoring: the model just registered is applied to the run's snapshot (Processing job, Stubber), and
+    # the job's predictions (as it writes them) committed to features.predictions
+    scored = _scoring_chain(handlers, dev_account, lambda_context, monkeypatch, trained)
+    assert (scored["rows"], scored["outcomes"]["hypertension"]["patients"]) == (2, 2)
+
     finalized = _invoke(handlers["finalize"], _event("finalize"), lambda_context)
     # notes.txt (quarantined by the trigger) and the broken NDJSON line
     assert (finalized["status"], finalized["quarantined"]) == ("SUCCEEDED", 2)
@@ -287,6 +293,67 @@ def _training_chain(
     bucket, _, prefix = output.removeprefix("s3://").partition("/")
     account.s3.put_object(Bucket=bucket, Key=f"{prefix}{job}/output/output.tar.gz", Body=archive.getvalue())
     return _invoke(handlers["training_catalog"], _event("training_catalog"), context)
+
+
+def _scoring_chain(
+    handlers: dict[str, str], account: SimpleNamespace, context: Any, monkeypatch: Any, trained: Any
+) -> Any:
+    """scoring_start -> scoring_poll -> scoring_catalog, SageMaker stubbed, the job's output emulated."""
+    polled_event = _event("scoring_poll")
+    job = polled_event["job"]["job_id"]
+    assert polled_event["model_uri"] == trained["model_uri"]
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(sagemaker)
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job}"
+    stubber.add_response("create_processing_job", {"ProcessingJobArn": arn})
+    described = {
+        "ProcessingJobName": job, "ProcessingJobArn": arn, "ProcessingJobStatus": "Completed",
+        "CreationTime": "2026-11-21T09:40:00Z",
+        "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mmpipe-training:1"},
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30}
+        },
+    }  # fmt: skip
+    stubber.add_response("describe_processing_job", described, {"ProcessingJobName": job})
+    real_client = storage.client
+    monkeypatch.setattr(storage, "client", lambda s: sagemaker if s == "sagemaker" else real_client(s))
+    with stubber:
+        started = _invoke(handlers["scoring_start"], _event("scoring_start"), context)
+        polled = _invoke(handlers["scoring_poll"], {**polled_event, "attempt": 2}, context)
+    stubber.assert_no_pending_responses()
+    assert {k: started[k] for k in ("status", "job", "model_id", "dataset_id", "output_uri")} == {
+        k: polled_event[k] for k in ("status", "job", "model_id", "dataset_id", "output_uri")
+    }
+    assert polled["status"] == "COMPLETED"
+    now = pd.Timestamp("2026-11-21T09:41:00Z")
+    predictions = pd.DataFrame(
+        {
+            "patient_id": ["pt-0001", "pt-0002"],
+            "outcome": "hypertension",
+            "probability": [0.81, 0.12],
+            "decision": [True, False],
+            "threshold": 0.4,
+            "threshold_criterion": "F1 on out-of-fold predictions",
+            "modality_set": "clinical+genomic+imaging",
+            "modalities": ["clinical+genomic+imaging", "clinical+genomic"],
+            "in_training_split": [True, False],
+            "model_id": polled_event["model_id"],
+            "dataset_id": polled_event["dataset_id"],
+            "scored_at": now,
+        }
+    )
+    bucket, _, prefix = polled_event["output_uri"].removeprefix("s3://").partition("/")
+    body = io.BytesIO()
+    predictions.to_parquet(body, index=False)
+    account.s3.put_object(Bucket=bucket, Key=f"{prefix}predictions.parquet", Body=body.getvalue())
+    summary = {"outcomes": {"hypertension": {"patients": 2, "decided_positive": 1, "threshold": 0.4}}}
+    account.s3.put_object(Bucket=bucket, Key=f"{prefix}scoring.json", Body=json.dumps(summary).encode())
+    catalogued = _invoke(handlers["scoring_catalog"], _event("scoring_catalog"), context)
+    # the (snapshot, model) pair is marked: the same run's StartScoring replayed now skips
+    with stubber:
+        replayed = _invoke(handlers["scoring_start"], _event("scoring_start"), context)
+    assert "scored with model" in replayed["skipped"]
+    return catalogued
 
 
 def test_the_poll_event_reads_the_healthomics_job(

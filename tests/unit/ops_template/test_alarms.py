@@ -43,7 +43,7 @@ def description(alarm: dict[str, Any], stack: str = "mmpipe-prod", stage: str = 
 
 
 def test_every_alarm_pages_the_topic_and_says_what_to_do() -> None:
-    assert len(ALARMS) == 12
+    assert len(ALARMS) == 15
     for logical_id, alarm in ALARMS.items():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": "RunNotificationTopic"}], logical_id
@@ -100,6 +100,7 @@ def test_every_alarm_is_in_the_runbook_table() -> None:
         ),
         ("RadiomicsJobFailedAlarm", [("mmpipe", "JobsFailed", {"service": SERVICE, "job": "radiomics"})], 0),
         ("TrainingJobFailedAlarm", [("mmpipe", "JobsFailed", {"service": SERVICE, "job": "training"})], 0),
+        ("ScoringJobFailedAlarm", [("mmpipe", "JobsFailed", {"service": SERVICE, "job": "scoring"})], 0),
         (
             "HealthImportJobFailedAlarm",
             [
@@ -170,6 +171,7 @@ def test_every_job_the_code_reports_failed_has_an_alarm() -> None:
         == {
             "radiomics",
             "training",
+            "scoring",
             "healthomics",
             "healthlake",
             "healthimaging",

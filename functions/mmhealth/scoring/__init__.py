@@ -1,0 +1,1 @@
+"""The scoring stage: the newest trained model applied to each run's dataset snapshot (features.predictions)."""
