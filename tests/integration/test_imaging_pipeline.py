@@ -85,6 +85,9 @@ def test_series_are_indexed_segmented_and_featurised_and_bad_files_quarantined(
     assert sorted(set(radiomics["region"].to_pylist())) == ["hippocampus", "lesion"]
     hippocampus = [r for r in radiomics.to_pylist() if r["region"] == "hippocampus"]
     assert all(r["voxels"] > 0 and len(r["features"]) == 107 for r in hippocampus)
+    # with the lake keys of the series' pictures (the job's thumbnail and overlay) on every row
+    assert all(r["thumbnail_key"].endswith("/thumbnail.png") for r in radiomics.to_pylist())
+    assert all(r["overlay_key"].endswith("/overlay.png") for r in radiomics.to_pylist())
     # And the bad files are quarantined with their reasons
     quarantine = read_table("ops.quarantine")
     assert quarantine is not None

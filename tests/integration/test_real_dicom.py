@@ -20,6 +20,7 @@ reason.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from mmhealth import storage
 from mmhealth.lakehouse.catalog import read_table
 from mmpipe.local import LocalRuntime
 from tests.unit.radiomics.dicom_series import make_undecodable
@@ -149,3 +151,17 @@ def test_real_scanner_series_get_series_rows_and_radiomics(runtime: LocalRuntime
     missing = sorted(set(series) - with_features - {bad_uid})
     assert not missing, (missing, reasons)
     assert bad_uid not in {r["series_uid"] for r in radiomics.to_pylist()}
+    # And every one of them has its pictures in the lake, the keys on its rows: the real GE brain (256 x 256
+    # x 20, oblique) and the single slices (the Philips 1024 x 1024 among them) as PNGs of at most 256
+    # pixels a side and under 60 kB, the thumbnail 8-bit gray, the overlay 8-bit RGB
+    pictured = {r["series_uid"]: r for r in radiomics.to_pylist() if r["thumbnail_key"] and r["overlay_key"]}
+    assert set(pictured) == with_features
+    assert brain_uid in pictured
+    for row in pictured.values():
+        assert row["thumbnail_key"] == row["source_key"].removesuffix(".json") + "/thumbnail.png"
+        for key, colour_type in ((row["thumbnail_key"], 0), (row["overlay_key"], 2)):
+            png = storage.client("s3").get_object(Bucket=runtime.lake_bucket, Key=key)["Body"].read()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+            assert (max(width, height), depth, colour) == (256, 8, colour_type), key
+            assert len(png) < 60_000, (key, len(png))

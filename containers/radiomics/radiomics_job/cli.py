@@ -26,7 +26,7 @@ from typing import Any
 from radiomics_job import DEFAULT_FALLBACK_PARAMS, DEFAULT_PARAMS, DEFAULT_WEIGHTS, __version__
 from radiomics_job.errors import OUTPUT_FAILED, describe
 from radiomics_job.manifest import shard_of
-from radiomics_job.pipeline import RunSettings, SeriesOutcome, Source, log_line, record, run
+from radiomics_job.pipeline import RunSettings, SeriesFiles, SeriesOutcome, Source, log_line, record, run
 from radiomics_job.storage import OutputSink, is_s3, list_json, remove_tree
 from radiomics_job.workers import WorkerStartError
 
@@ -214,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
             workers,
             scratch / "work",
             args.params,
-            sink.local_path("masks"),
+            sink.local_root,
             worker_weights,
             args.series_timeout,
             args.fallback_params,
@@ -254,25 +254,46 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write(sink: OutputSink, document: dict[str, Any]) -> bool:
-    """Publish the series' mask (when there is one), then its features document - last, so a document
-    that says ok has its mask. When that fails (an upload error, a value JSON cannot hold), the document
-    is replaced by an output-failed error so the series is still accounted for; False when not even that
-    could be written (logged; job.json lists the series under "unwritten")."""
+    """Publish the series' mask (when there is one) and pictures, then its features document - last, so a
+    document that says ok has its mask, and one with `images` its pictures. Pictures that cannot be
+    published only lose the pictures (`images` null, the cause in `images_error`). When the rest fails (an
+    upload error, a value JSON cannot hold), the document is replaced by an output-failed error so the
+    series is still accounted for; False when not even that could be written (logged; job.json lists the
+    series under "unwritten")."""
     uid = document["series_uid"]
+    files = SeriesFiles(uid)
     try:
-        if sink.local_path(f"masks/{uid}.nii.gz").exists():
-            sink.publish(f"masks/{uid}.nii.gz")
-        sink.put_json(f"features/{uid}.json", document)
+        if sink.local_path(files.mask).exists():
+            sink.publish(files.mask)
+        _publish_pictures(sink, files, document)
+        sink.put_json(files.document, document)
         return True
     except Exception as error:
         detail = f"the series' outputs could not be written: {describe(error)}"
         log.error("series %s: %s", uid, detail)
     document.update(
-        status="error", error={"reason": OUTPUT_FAILED, "detail": detail}, geometry=None, regions=[]
+        status="error",
+        error={"reason": OUTPUT_FAILED, "detail": detail},
+        geometry=None,
+        regions=[],
+        images=None,
     )
     try:
-        sink.put_json(f"features/{uid}.json", document)
+        sink.put_json(files.document, document)
         return True
     except Exception as error:
         log.error("series %s: its error document could not be written either: %s", uid, describe(error))
         return False
+
+
+def _publish_pictures(sink: OutputSink, files: SeriesFiles, document: dict[str, Any]) -> None:
+    """Upload the series' pictures when it has them; on failure drop them from the document (logged with
+    the series uid and the cause only) - the features stand without them."""
+    if document.get("images"):
+        try:
+            for relative in (files.thumbnail, files.overlay):
+                sink.publish(relative)
+        except Exception as error:
+            document.update(images=None, images_error=f"the pictures could not be written: {describe(error)}")
+    if document.get("images_error"):
+        log.warning("series %s: no pictures: %s", files.series_uid, document["images_error"])

@@ -18,7 +18,10 @@ dies under a series - killed, out of memory, a segfault in a C decoder - fails t
 workers == 1 and no time limit does everything run inline in this process (no isolation: debugging, tests).
 
 Every series ends with features/<series_uid>.json (status ok or error with a reason) and, once segmented,
-masks/<series_uid>.nii.gz; `finish` (the caller's writer) is called once per series, in this process.
+masks/<series_uid>.nii.gz and its pictures features/<series_uid>/thumbnail.png and overlay.png
+(thumbnails.py; drawn after the features, and a picture that cannot be drawn leaves the features as they are:
+`images` null, the cause in `images_error`); `finish` (the caller's writer) is called once per series, in this
+process.
 """
 
 from __future__ import annotations
@@ -59,6 +62,34 @@ class Source:
     uri: str
 
 
+@dataclass(frozen=True)
+class SeriesFiles:
+    """Where one series' files go, relative to the job's output (a local folder or an s3:// prefix)."""
+
+    series_uid: str
+
+    @property
+    def document(self) -> str:
+        return f"features/{self.series_uid}.json"
+
+    @property
+    def mask(self) -> str:
+        return f"masks/{self.series_uid}.nii.gz"
+
+    @property
+    def pictures(self) -> str:
+        """The folder of the pictures, beside the features document."""
+        return f"features/{self.series_uid}"
+
+    @property
+    def thumbnail(self) -> str:
+        return f"{self.pictures}/thumbnail.png"
+
+    @property
+    def overlay(self) -> str:
+        return f"{self.pictures}/overlay.png"
+
+
 @dataclass
 class SeriesOutcome:
     """What one series produced so far; crosses the process boundary (plain data only)."""
@@ -67,9 +98,12 @@ class SeriesOutcome:
     manifest: SeriesManifest | None = None
     volume: npt.NDArray[np.float32] | None = None
     geometry: Any = None  # volume.Geometry (kept Any so this module does not import SimpleITK)
+    display: Any = None  # thumbnails.DisplayHints: the modality and windows the headers give
     labels: npt.NDArray[np.uint8] | None = None
     notes: list[str] = field(default_factory=list)  # the segmenter's: regions not kept, fallback used
     regions: list[dict[str, Any]] = field(default_factory=list)
+    images: dict[str, Any] | None = None  # thumbnails.Pictures.as_json(), once drawn
+    images_error: str | None = None  # why there are no pictures of a segmented series
     seconds: dict[str, float | None] = field(
         default_factory=lambda: {"load": None, "segment": None, "extract": None, "total": None}
     )
@@ -78,6 +112,10 @@ class SeriesOutcome:
     def fail(self, reason: str, detail: str) -> SeriesOutcome:
         self.error = {"reason": reason, "detail": detail}
         return self
+
+    @property
+    def files(self) -> SeriesFiles:
+        return SeriesFiles(self.manifest.series_uid if self.manifest else self.source.name)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -139,6 +177,7 @@ def load(source: Source, scratch_root: str) -> SeriesOutcome:
     """Manifest -> instances (downloaded when s3://) -> assembled volume. Never raises."""
     import SimpleITK as sitk
 
+    from radiomics_job.thumbnails import DisplayHints
     from radiomics_job.volume import Geometry, assemble_series
 
     report_stage("load")
@@ -153,6 +192,7 @@ def load(source: Source, scratch_root: str) -> SeriesOutcome:
         image = assemble_series(_fetch(outcome.manifest, scratch))
         outcome.volume = sitk.GetArrayFromImage(image)
         outcome.geometry = Geometry.of(image)
+        outcome.display = DisplayHints.of(image)
     except SeriesError as error:
         outcome.fail(error.reason, error.detail)
     except Exception as error:  # a bug must not stop the other series; the traceback goes to the record
@@ -163,8 +203,9 @@ def load(source: Source, scratch_root: str) -> SeriesOutcome:
     return outcome
 
 
-def extract(outcome: SeriesOutcome, mask_path: str) -> SeriesOutcome:
-    """Write the label map as NIfTI and compute features per region. Never raises."""
+def extract(outcome: SeriesOutcome, output_dir: str) -> SeriesOutcome:
+    """Write the label map as NIfTI, compute features per region, then draw the pictures (into the local
+    output folder `output_dir`). Never raises."""
     import SimpleITK as sitk
 
     report_stage("extract")
@@ -174,17 +215,39 @@ def extract(outcome: SeriesOutcome, mask_path: str) -> SeriesOutcome:
             raise RuntimeError("extract needs a loaded and segmented series")
         geometry = outcome.geometry
         image = geometry.apply(sitk.GetImageFromArray(outcome.volume))
+        mask_path = Path(output_dir) / outcome.files.mask
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(
-            geometry.apply(sitk.GetImageFromArray(outcome.labels)), mask_path, useCompression=True
+            geometry.apply(sitk.GetImageFromArray(outcome.labels)), str(mask_path), useCompression=True
         )
         outcome.regions = _extractor.regions(image, outcome.labels, geometry)
         if not np.any(outcome.labels):
             outcome.fail(EMPTY_MASK, "the segmentation found no voxel of any region")
     except Exception as error:
         outcome.fail(INTERNAL_ERROR, describe(error))
+    draw_pictures(outcome, Path(output_dir))
     outcome.volume = outcome.labels = None  # nothing big travels back
     outcome.seconds["extract"] = round(time.perf_counter() - started, 4)
     return outcome
+
+
+def draw_pictures(outcome: SeriesOutcome, output_dir: Path) -> None:
+    """The segmented series' thumbnail and overlay (thumbnails.py) into `output_dir`, recorded in
+    `images`. Never raises: a picture that cannot be drawn or written leaves `images` null and the cause
+    in `images_error` - the features stand."""
+    from radiomics_job.thumbnails import DisplayHints, render, write_png
+
+    if outcome.volume is None or outcome.labels is None:
+        return
+    files = outcome.files
+    try:
+        pictures = render(outcome.volume, outcome.labels, outcome.geometry, outcome.display or DisplayHints())
+        write_png(pictures.thumbnail, output_dir / files.thumbnail)
+        write_png(pictures.overlay, output_dir / files.overlay)
+        outcome.images = pictures.as_json(files.thumbnail, files.overlay)
+    except Exception as error:
+        remove_tree(output_dir / files.pictures)
+        outcome.images, outcome.images_error = None, f"the pictures could not be drawn: {describe(error)}"
 
 
 def _scratch(scratch_root: str, source: Source) -> Path:
@@ -201,7 +264,7 @@ class RunSettings:
     workers: int
     scratch: Path
     params: Path
-    mask_dir: Path  # local folder the masks are written to (the output, or scratch before upload)
+    output_dir: Path  # local folder masks and pictures are written to (the output, or scratch before upload)
     worker_weights: Path | None = None  # set: workers segment on CPU themselves (see the module docstring)
     series_timeout: float = 0.0  # seconds a series may spend in its worker; 0: no limit
     fallback_params: Path | None = None  # the fallback region's parameters (None: the job's default)
@@ -242,18 +305,13 @@ def _segment_all(outcomes: list[SeriesOutcome], segment: Segment) -> list[Series
     return outcomes
 
 
-def _mask_path(mask_dir: Path, outcome: SeriesOutcome) -> str:
-    uid = outcome.manifest.series_uid if outcome.manifest else outcome.source.name
-    return str(mask_dir / f"{uid}.nii.gz")
-
-
-def process(source: Source, scratch_root: str, mask_dir: str) -> SeriesOutcome:
+def process(source: Source, scratch_root: str, output_dir: str) -> SeriesOutcome:
     """A whole series in a CPU worker that has its own network (init_worker with weights). Never raises."""
     outcome = load(source, scratch_root)
     if outcome.error is None:
         outcome = _segment(outcome, _segment_in_worker)
     if outcome.error is None:
-        outcome = extract(outcome, _mask_path(Path(mask_dir), outcome))
+        outcome = extract(outcome, output_dir)
     return outcome
 
 
@@ -267,7 +325,7 @@ def run(sources: Sequence[Source], settings: RunSettings, segment: Segment, fini
             if outcome.error is None:
                 outcome = _segment(outcome, segment)
             if outcome.error is None:
-                outcome = extract(outcome, _mask_path(settings.mask_dir, outcome))
+                outcome = extract(outcome, str(settings.output_dir))
             _finish(finish, outcome)
         return
     _run_supervised(sources, settings, segment, finish)
@@ -277,13 +335,13 @@ def _run_supervised(
     sources: Sequence[Source], settings: RunSettings, segment: Segment, finish: Finish
 ) -> None:
     limit = settings.series_timeout if 0 < settings.series_timeout < math.inf else None
-    scratch, mask_dir = str(settings.scratch), str(settings.mask_dir)
+    scratch, output_dir = str(settings.scratch), str(settings.output_dir)
     weights = str(settings.worker_weights) if settings.worker_weights is not None else None
     initargs = (str(settings.params), settings.workers > 1, weights, _optional(settings.fallback_params))
     with Supervisor(settings.workers, init_worker, initargs) as supervisor:
         for source in sources:
             if weights is not None:
-                supervisor.submit(Task(source, process, (source, scratch, mask_dir), limit))
+                supervisor.submit(Task(source, process, (source, scratch, output_dir), limit))
             else:
                 supervisor.submit(Task(source, load, (source, scratch), limit))
         while supervisor.outstanding:
@@ -308,13 +366,13 @@ def _segment_loaded(
     """The CUDA layout: the series loaded by now segmented in one batch here, then each extracted in a
     worker - first in the queue, with what is left of the series' time."""
     limit = settings.series_timeout if 0 < settings.series_timeout < math.inf else None
+    output_dir = str(settings.output_dir)
     for (done, _), outcome in zip(loaded, _segment_all([o for _, o in loaded], segment), strict=True):
         if outcome.error is not None:
             _finish(finish, outcome)
             continue
         left = None if limit is None else max(limit - done.seconds, 1.0)
-        path = _mask_path(settings.mask_dir, outcome)
-        supervisor.submit(Task(done.task.key, extract, (outcome, path), left), first=True)
+        supervisor.submit(Task(done.task.key, extract, (outcome, output_dir), left), first=True)
 
 
 def _outcome_of(done: Done, settings: RunSettings) -> SeriesOutcome:
@@ -337,9 +395,10 @@ def _outcome_of(done: Done, settings: RunSettings) -> SeriesOutcome:
         outcome.fail(WORKER_DIED, f"the worker process died{where} after {done.seconds:.1f} s: {done.detail}")
     else:
         outcome.fail(INTERNAL_ERROR, done.detail or f"the worker returned {type(done.result).__name__}")
-    if done.status in (TIMED_OUT, DIED):  # what the stopped worker left behind: its downloads, a partial mask
+    if done.status in (TIMED_OUT, DIED):  # what the stopped worker left behind: downloads, mask, pictures
         remove_tree(_scratch(str(settings.scratch), source))
-        Path(_mask_path(settings.mask_dir, outcome)).unlink(missing_ok=True)
+        (settings.output_dir / outcome.files.mask).unlink(missing_ok=True)
+        remove_tree(settings.output_dir / outcome.files.pictures)
     return outcome
 
 
@@ -375,6 +434,8 @@ def record(outcome: SeriesOutcome, versions: dict[str, str]) -> dict[str, Any]:
         "geometry": outcome.geometry.as_json() if outcome.geometry is not None else None,
         "segmentation_notes": outcome.notes,
         "regions": outcome.regions,
+        "images": outcome.images,
+        "images_error": outcome.images_error,
     }
 
 

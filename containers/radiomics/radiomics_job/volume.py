@@ -52,10 +52,15 @@ pixel) would refuse it for the rounding its scanner wrote.
 The judge measures what it accepted: the largest drift off the stacking line (mm) and the largest relative
 gap deviation, kept in the image's metadata (STACK_DRIFT_KEY, SLICE_SPACING_DEVIATION_KEY) and reported by
 `Geometry.of(image).as_json()`; the Lambda records the same two numbers in imaging.series.
+
+For the pictures (thumbnails.py) the image's metadata also keeps how the series asks to be displayed, under
+the DICOM tags' keys as SimpleITK's own reader names them: Modality (MODALITY_KEY) and the WindowCenter /
+WindowWidth pairs (WINDOW_CENTER_KEY, WINDOW_WIDTH_KEY, backslash-separated as in DICOM) that most slices carry.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +97,10 @@ PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Image metadata keys of what the judge accepted (absent for a single slice).
 STACK_DRIFT_KEY = "stack_drift_mm"
 SLICE_SPACING_DEVIATION_KEY = "slice_spacing_deviation"
+# Image metadata keys of the display attributes (absent when the slices carry none).
+MODALITY_KEY = "0008|0060"
+WINDOW_CENTER_KEY = "0028|1050"
+WINDOW_WIDTH_KEY = "0028|1051"
 _DECIMALS = 6
 
 
@@ -380,4 +389,40 @@ def assemble_series(paths: Sequence[Path]) -> sitk.Image:
     if stack.stack_drift_mm is not None and stack.slice_spacing_deviation is not None:
         image.SetMetaData(STACK_DRIFT_KEY, repr(stack.stack_drift_mm))  # type: ignore[no-untyped-call, unused-ignore]
         image.SetMetaData(SLICE_SPACING_DEVIATION_KEY, repr(stack.slice_spacing_deviation))  # type: ignore[no-untyped-call, unused-ignore]
+    for key, value in _display_attributes(ordered).items():
+        image.SetMetaData(key, value)  # type: ignore[no-untyped-call, unused-ignore]
     return image
+
+
+def _display_attributes(ordered: Sequence[_Slice]) -> dict[str, str]:
+    """Modality and the (WindowCenter, WindowWidth) values most slices carry, as metadata key -> text;
+    a malformed or absent window is left out (the pictures then use their default)."""
+    attributes = {}
+    modality = str(ordered[0].dataset.get("Modality") or "").strip()
+    if modality:
+        attributes[MODALITY_KEY] = modality
+    windows: Counter[tuple[tuple[float, ...], tuple[float, ...]]] = Counter()
+    for item in ordered:
+        center, width = _numbers(item.dataset, "WindowCenter"), _numbers(item.dataset, "WindowWidth")
+        if center and len(center) == len(width):
+            windows[(center, width)] += 1
+    if windows:
+        (center, width), _ = windows.most_common(1)[0]
+        attributes[WINDOW_CENTER_KEY] = "\\".join(repr(v) for v in center)
+        attributes[WINDOW_WIDTH_KEY] = "\\".join(repr(v) for v in width)
+    return attributes
+
+
+def _numbers(dataset: Dataset, keyword: str) -> tuple[float, ...]:
+    """A DS attribute of one or more values as floats; () when absent or not numbers."""
+    value = dataset.get(keyword)
+    if value is None:
+        return ()
+    try:
+        values = tuple(
+            float(v)
+            for v in (value if isinstance(value, Sequence) and not isinstance(value, str) else [value])
+        )
+    except (TypeError, ValueError):
+        return ()
+    return values if all(np.isfinite(values)) else ()

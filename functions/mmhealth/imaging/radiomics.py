@@ -4,7 +4,9 @@ Contract with the job (containers/radiomics, `python -m radiomics_job`):
 - input: one JSON manifest per consistent series under s3://<lake>/radiomics/<run>/manifests/
   `{"series_uid", "patient_id", "study_uid", "study_date", "instances": ["s3://<landing>/<key>", ...]}`;
 - output: s3://<lake>/radiomics/<run>/output/features/<series_uid>.json (status ok|error, regions with
-  their pyradiomics features, model and parameter versions), masks/<series_uid>.nii.gz and job.json.
+  their pyradiomics features, model and parameter versions, `images`: the series' pictures, keys relative
+  to output/, or null), features/<series_uid>/thumbnail.png and overlay.png, masks/<series_uid>.nii.gz and
+  job.json.
 
 SageMaker Processing gets the manifests as an S3Prefix input sharded by key (ShardedByS3Key), so N
 instances split the series between them; AWS Batch gets the prefixes as arguments (an array job of N
@@ -219,13 +221,17 @@ def feature_rows(
 
     A feature value may be null: the job writes null for a value pyradiomics gave as NaN or infinite (a
     texture of a tiny or flat region) and names it in the region's `features_not_finite`; it stays null
-    here (a missing value downstream), as does a non-finite number should one arrive."""
+    here (a missing value downstream), as does a non-finite number should one arrive.
+
+    `thumbnail_key` / `overlay_key`: the lake keys of the series' pictures (the same on each of its rows),
+    null when the job drew none (`images` null: the cause is in the document's `images_error`)."""
     digests = digests or {}
     rows = []
     for result in results:
         if result.get("status") != "ok":
             continue
         study_date = result.get("study_date")
+        pictures = _picture_keys(result.get("images"), run_id)
         for region in result.get("regions", []):
             rows.append(
                 {
@@ -243,12 +249,22 @@ def feature_rows(
                     "device": result.get("device"),
                     "seconds": (result.get("seconds") or {}).get("total"),
                     "instances_digest": digests.get(result["series_uid"]),
+                    **pictures,
                     "source_key": f"{prefix(run_id)}output/features/{result['series_uid']}.json",
                     "object_id": hashlib.sha256(result["series_uid"].encode()).hexdigest()[:16],
                     "run_id": run_id,
                 }
             )
     return pa.Table.from_pylist(rows, schema=FEATURES_RADIOMICS)
+
+
+def _picture_keys(images: Mapping[str, Any] | None, run_id: str) -> dict[str, str | None]:
+    """The document's `images` (keys relative to the job's output) as the rows' lake keys."""
+    output = f"{prefix(run_id)}output/"
+    return {
+        f"{name}_key": f"{output}{images[name]}" if images and isinstance(images.get(name), str) else None
+        for name in ("thumbnail", "overlay")
+    }
 
 
 def _features(values: Mapping[str, Any] | None) -> list[tuple[str, float | None]] | None:

@@ -189,6 +189,11 @@ FEATURES_RADIOMICS = pa.schema(
         pa.field("device", pa.string()),
         pa.field("seconds", pa.float64()),
         pa.field("instances_digest", pa.string()),  # imaging.series.instances_digest computed on
+        # The job's pictures of the series (one axial slice; the same with the regions drawn), keys in the
+        # lake bucket like source_key. Added after the table existed: null in older rows, and when the job
+        # could not draw them (the series' features stand without them).
+        pa.field("thumbnail_key", pa.string()),
+        pa.field("overlay_key", pa.string()),
         *LINEAGE,
     ]
 )

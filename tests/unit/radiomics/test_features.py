@@ -38,7 +38,7 @@ def test_features_of_the_assembled_series_equal_pyradiomics_on_the_source_arrays
     )
     # When the job extracts features (and writes the mask) as it does for a segmented series
     init_worker(str(PARAMS_V1), single_threaded=False)
-    result = extract(outcome, str(tmp_path / "mask.nii.gz"))
+    result = extract(outcome, str(tmp_path))
     # Then each region's 107 features equal pyradiomics run directly on SimpleITK images built from the
     # source arrays with the written geometry
     assert result.error is None
@@ -60,7 +60,7 @@ def test_features_of_the_assembled_series_equal_pyradiomics_on_the_source_arrays
             region["volume_mm3"], rel=1e-6
         )
     # and the mask file has the volume's geometry and labels
-    written = sitk.ReadImage(str(tmp_path / "mask.nii.gz"))
+    written = sitk.ReadImage(str(tmp_path / "masks" / "s.nii.gz"))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written), mask)
     np.testing.assert_allclose(written.GetOrigin(), image.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(written.GetDirection(), image.GetDirection(), atol=1e-6)
@@ -80,7 +80,7 @@ def test_an_empty_region_has_no_features_and_a_one_voxel_region_says_why(tmp_pat
     )
     init_worker(str(PARAMS_V1), single_threaded=False)
     # When features are extracted
-    regions = {r["name"]: r for r in extract(outcome, str(tmp_path / "m.nii.gz")).regions}
+    regions = {r["name"]: r for r in extract(outcome, str(tmp_path)).regions}
     # Then the lesion is reported empty (not an error) and the tiny hippocampus carries pyradiomics' reason
     assert regions["lesion"] == {
         "label": 1,

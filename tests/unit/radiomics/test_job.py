@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from radiomics_job import DEFAULT_WEIGHTS
 from radiomics_job.cli import main
 from radiomics_job.metrics import dice
+from radiomics_job.thumbnails import largest_cross_section
 from radiomics_job.volume import assemble_series
 from tests.unit.radiomics.conftest import JOB_HOME
 from tests.unit.radiomics.dicom_series import (
@@ -38,6 +39,31 @@ LESION_DICE_FLOOR = 0.8
 
 def _documents(output: Path) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((output / "features").glob("*.json"))}
+
+
+PICTURE_BYTES_LIMIT = 60_000
+
+
+def assert_pictures(output: Path, document: dict[str, Any], labels: np.ndarray) -> None:
+    """The series' thumbnail (8-bit gray) and overlay (RGB) exist where `images` says, at most 256 pixels a
+    side and under 60 kB, showing the axial slice with the most labelled voxels (the synthetic series are
+    axial, head first: the mask's own slice order), the middle one when nothing is labelled."""
+    images = document["images"]
+    uid = document["series_uid"]
+    assert document["images_error"] is None
+    assert (images["thumbnail"], images["overlay"]) == (
+        f"features/{uid}/thumbnail.png",
+        f"features/{uid}/overlay.png",
+    )
+    expected = largest_cross_section(labels)  # its rule: test_thumbnails.py
+    assert (images["plane"], images["slice_index"], images["slices"]) == ("axial", expected, labels.shape[0])
+    for name, components in (("thumbnail", 1), ("overlay", 3)):
+        path = output / images[name]
+        picture = sitk.ReadImage(str(path))
+        assert picture.GetNumberOfComponentsPerPixel() == components
+        assert picture.GetSize() == (images["width"], images["height"])
+        assert max(picture.GetSize()) == 256
+        assert path.stat().st_size < PICTURE_BYTES_LIMIT
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +136,8 @@ def test_every_series_gets_features_and_a_mask_as_the_contract_says(
         np.testing.assert_allclose(mask.GetOrigin(), volume.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(mask.GetSpacing(), volume.GetSpacing(), atol=1e-5)
         np.testing.assert_allclose(mask.GetDirection(), volume.GetDirection(), atol=1e-6)
+        # and its pictures beside the document: one axial slice through the regions' largest cross-section
+        assert_pictures(job_output, document, sitk.GetArrayFromImage(mask))
     job = json.loads((job_output / "job.json").read_text())
     assert (job["series"], job["ok"], job["errors"], job["workers"]) == (3, 3, {}, 2)
     assert job["shard"] == {"index": 0, "count": 1}
@@ -195,6 +223,10 @@ def test_each_bad_series_gets_its_reason_while_the_others_succeed(
     assert empty["geometry"]["slices"] == 20
     assert (output / "masks" / "all-zero.nii.gz").exists()
     assert not (output / "masks" / "missing.nii.gz").exists()
+    # and its pictures (its middle slice: nothing is labelled); no other failed series has any
+    assert_pictures(output, empty, np.zeros((20, 64, 64), dtype=np.uint8))
+    assert {uid for uid, d in documents.items() if d["images"]} == {"good", "all-zero"}
+    assert sorted(p.name for p in (output / "features").iterdir() if p.is_dir()) == ["all-zero", "good"]
     job = json.loads((output / "job.json").read_text())
     assert job["series"] == 9
     assert job["ok"] == 1
@@ -280,7 +312,7 @@ def test_the_gpu_layout_gives_the_same_results_as_the_cpu_layout(
     segmenter = Segmenter(DEFAULT_WEIGHTS, torch.device("cpu"))
     (tmp_path / "work").mkdir()
     (tmp_path / "masks").mkdir()
-    settings = RunSettings(2, tmp_path / "work", DEFAULT_PARAMS, tmp_path / "masks", worker_weights=None)
+    settings = RunSettings(2, tmp_path / "work", DEFAULT_PARAMS, tmp_path, worker_weights=None)
     outcomes: list[SeriesOutcome] = []
     # When it processes the same manifests as the job (whose workers segmented on their own)
     run(
@@ -295,6 +327,10 @@ def test_the_gpu_layout_gives_the_same_results_as_the_cpu_layout(
     for outcome in outcomes:
         assert outcome.error is None
         assert outcome.regions == expected[outcome.source.name]["regions"]
+        assert outcome.images == expected[outcome.source.name]["images"]
         same = sitk.ReadImage(str(tmp_path / "masks" / f"{outcome.source.name}.nii.gz"))
         shipped = sitk.ReadImage(str(job_output / "masks" / f"{outcome.source.name}.nii.gz"))
         np.testing.assert_array_equal(sitk.GetArrayFromImage(same), sitk.GetArrayFromImage(shipped))
+        for picture in ("thumbnail", "overlay"):
+            relative = f"features/{outcome.source.name}/{picture}.png"
+            assert (tmp_path / relative).read_bytes() == (job_output / relative).read_bytes()

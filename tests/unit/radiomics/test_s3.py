@@ -45,7 +45,8 @@ def test_manifests_and_instances_in_s3_give_outputs_in_s3(
     code = main(
         ["--input", "s3://images/manifests/", "--output", "s3://images/results/run-1/", "--workers", "1"]
     )
-    # Then features, mask and job.json are in the bucket, with the missing object as a download failure
+    # Then features, mask, pictures and job.json are in the bucket, with the missing object as a download
+    # failure
     assert code == 0
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="images", Prefix="results/")["Contents"]}
     uid = local["series_uid"]
@@ -53,6 +54,8 @@ def test_manifests_and_instances_in_s3_give_outputs_in_s3(
         "results/run-1/job.json",
         f"results/run-1/features/{uid}.json",
         f"results/run-1/masks/{uid}.nii.gz",
+        f"results/run-1/features/{uid}/thumbnail.png",
+        f"results/run-1/features/{uid}/overlay.png",
         "results/run-1/features/1.2.3.lost.json",
     }
 
@@ -60,5 +63,8 @@ def test_manifests_and_instances_in_s3_give_outputs_in_s3(
         return json.loads(client.get_object(Bucket="images", Key=key)["Body"].read())
 
     assert read(f"results/run-1/features/{uid}.json")["status"] == "ok"
+    assert (
+        read(f"results/run-1/features/{uid}.json")["images"]["thumbnail"] == f"features/{uid}/thumbnail.png"
+    )
     assert read("results/run-1/features/1.2.3.lost.json")["error"]["reason"] == "series-download-failed"
     assert read("results/run-1/job.json")["errors"] == {"series-download-failed": 1}
