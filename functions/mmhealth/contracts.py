@@ -251,6 +251,7 @@ class ScoringRun(PolledJob):
     skipped: str | None = None
     rows: int = 0  # features.predictions rows committed
     outcomes: dict[str, Any] = Field(default_factory=dict)  # outcome -> patients, decided positive, threshold
+    endpoint: str | None = None  # the real-time endpoint: created | updating | serving | busy (None: off)
 
     @property
     def subject(self) -> str:

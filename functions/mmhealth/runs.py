@@ -248,7 +248,7 @@ def _scoring_summary(scoring: dict[str, Any]) -> dict[str, Any]:
     """What a reader of the run needs of its scoring: which model on which snapshot, rows per outcome."""
     if scoring.get("status") == "failed" or scoring.get("skipped") is True:
         return scoring
-    keys = ("skipped", "model_id", "dataset_id", "rows", "outcomes")
+    keys = ("skipped", "model_id", "dataset_id", "rows", "outcomes", "endpoint")
     summary = {k: scoring[k] for k in keys if scoring.get(k) not in (None, {})}
     if scoring.get("job"):
         summary["job"] = scoring["job"].get("job_id")

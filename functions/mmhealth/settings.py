@@ -45,6 +45,9 @@ class Settings(BaseModel):
     training_source_uri: str | None = None
     training_instance_type: str = "ml.m5.2xlarge"
     scoring_instance_type: str = "ml.m5.xlarge"  # the scoring Processing job (AutoGluon inference on CPU)
+    endpoint_name: str | None = None  # ENDPOINT_NAME: the optional real-time endpoint (RealtimeEndpoint)
+    endpoint_memory_mb: int = 4096
+    endpoint_max_concurrency: int = 2
     training_time_limit: int | None = None  # TRAINING_TIME_LIMIT -> RunConfig.training_time_limit
     training_presets: str | None = None  # TRAINING_PRESETS -> RunConfig.training_presets
     training_hyperparameters: str | None = None  # TRAINING_HYPERPARAMETERS -> RunConfig
@@ -86,6 +89,9 @@ def settings() -> Settings:
             training_source_uri=env.get("TRAINING_SOURCE_URI") or None,
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE") or "ml.m5.2xlarge",
             scoring_instance_type=env.get("SCORING_INSTANCE_TYPE") or "ml.m5.xlarge",
+            endpoint_name=env.get("ENDPOINT_NAME") or None,
+            endpoint_memory_mb=int(env.get("ENDPOINT_MEMORY_MB") or 4096),
+            endpoint_max_concurrency=int(env.get("ENDPOINT_MAX_CONCURRENCY") or 2),
             training_time_limit=int(env["TRAINING_TIME_LIMIT"]) if env.get("TRAINING_TIME_LIMIT") else None,
             training_presets=env.get("TRAINING_PRESETS") or None,
             training_hyperparameters=env.get("TRAINING_HYPERPARAMETERS") or None,

@@ -5,6 +5,8 @@
 dataset snapshot in, one risk score per eligible patient and outcome out (training_job.scoring; a SageMaker
 Processing job with the same image, its paths under /opt/ml/processing/ by default).
 
+`python -m training_job serve`: the optional real-time endpoint's HTTP server (training_job.serving).
+
 Exit codes: 0 when every output is written (an outcome or modality set that cannot be trained is listed in
 metrics.json `skipped`); 1 when the job fails, with the reason in the failure file (training:
 /opt/ml/output/failure, SageMaker's FailureReason; scoring: /opt/ml/output/message, DescribeProcessingJob's
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["score"]:
         return score_main(parse_score_arguments(arguments))
+    if arguments[:1] == ["serve"]:
+        return serve_main()
     args = parse_arguments(arguments)
     paths = JobPaths.resolve(
         ml_root=args.ml_root,
@@ -192,6 +196,19 @@ def score_main(args: argparse.Namespace) -> int:
             args.failure_file, "scoring", f"internal error: {type(error).__name__}: {error}"
         )
     log.info("scoring done: %d predictions in %s", summary["rows"], args.output_dir)
+    return 0
+
+
+def serve_main() -> int:
+    """SageMaker's `serve`: the real-time endpoint's HTTP server on port 8080 (training_job.serving)."""
+    from training_job.serving import server
+
+    try:
+        httpd = server()
+    except JobError as error:
+        log.error("cannot serve the model: %s", error)
+        return 1
+    httpd.serve_forever()
     return 0
 
 

@@ -7,10 +7,12 @@ job with the training image, `python -m training_job score`), its predictions co
     CatalogScoring catalog(run)                     -> predictions committed, the (snapshot, model) marked
 
 It runs after training whether or not this run trained: a delivery that changed the features of a few
-patients is scored with the model that exists. Skipped, saying why, when the run has no dataset snapshot,
-no model was ever trained, or this snapshot was scored with this model already (a replay, or a run whose
-features did not change). The job name is derived from the run, so a retried StartScoring adopts the job it
-started; CatalogScoring replaces the run's own rows, so a replay never doubles them.
+patients is scored with the model that exists. With RealtimeEndpoint on, StartScoring also points the
+serverless endpoint at the newest model (mmhealth.scoring.endpoint). Skipped, saying why, when the run has
+no dataset snapshot, no model was ever trained, or this snapshot was scored with this model already (a
+replay, or a run whose features did not change). The job name is derived from the run, so a retried
+StartScoring adopts the job it started; CatalogScoring replaces the run's own rows, so a replay never
+doubles them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_PREDICTIONS
 from mmhealth.observability import logger
+from mmhealth.scoring import endpoint
 from mmhealth.settings import Settings, settings
 from mmhealth.training import models
 
@@ -55,6 +58,8 @@ def start(run_id: str, config: RunConfig, features: dict[str, Any] | None = None
     if model is None:
         return _skip(idle.model_copy(update={"dataset_id": dataset_id}), "no model has been trained yet")
     cfg = settings()
+    deployment = endpoint.ensure_serving(model, cfg)
+    idle = idle.model_copy(update={"endpoint": deployment})
     marker = layout.scored_marker(dataset_id, model["model_id"])
     if storage.exists(cfg.lake_bucket, marker):
         reason = f"dataset {dataset_id} was scored with model {model['model_id']} already"

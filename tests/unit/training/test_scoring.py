@@ -120,3 +120,41 @@ def test_a_broken_model_archive_fails_with_its_reason(job_run: JobRun, tmp_path:
     assert done.returncode == 1
     assert (tmp_path / "message").read_text().startswith("cannot unpack model.tar.gz")
     assert not (tmp_path / "out" / "predictions.parquet").exists()
+
+
+def test_the_endpoint_serves_the_scores_of_the_scoring_job(job_run: JobRun, scored: Path) -> None:
+    """`serve`: /ping, then /invocations answers what the scoring job computed for the same patients."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from training_job.serving import server
+
+    dataset = pd.read_parquet(job_run.root / "input" / "data" / "dataset" / "dataset.parquet")
+    patients = dataset.head(3)
+    httpd = server(job_run.model, port=0, host="127.0.0.1")
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=30) as ping:
+            assert json.loads(ping.read())["outcomes"] == sorted(OUTCOMES)
+        instances = json.loads(patients.drop(columns=["patient_id", *OUTCOMES]).to_json(orient="records"))
+        request = urllib.request.Request(
+            f"{url}/invocations", data=json.dumps({"instances": instances}).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            served = json.loads(answer.read())["predictions"]
+        bad = urllib.request.Request(f"{url}/invocations", data=b'{"rows": []}', method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=30)
+        assert refused.value.code == 400
+    finally:
+        httpd.shutdown()
+
+    predictions = pd.read_parquet(scored / "predictions.parquet").set_index(["patient_id", "outcome"])
+    for patient, answer in zip(patients["patient_id"], served, strict=True):
+        for outcome in OUTCOMES:
+            if (str(patient), outcome) in predictions.index:
+                expected = predictions.loc[(str(patient), outcome)]
+                assert answer[outcome]["probability"] == pytest.approx(expected["probability"], abs=1e-6)
+                assert answer[outcome]["decision"] == bool(expected["decision"])
