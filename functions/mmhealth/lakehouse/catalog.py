@@ -238,6 +238,15 @@ def _row_count(table: Table) -> int:
     return int(snapshot.summary.get("total-records", "0"))
 
 
+def row_count(name: str, catalog: Catalog | None = None) -> int | None:
+    """The table's rows as its current snapshot's summary records them (no data read); None without a table."""
+    catalog = catalog or lakehouse_catalog()
+    try:
+        return _row_count(catalog.load_table(glue_identifier(name)))
+    except NoSuchTableError:
+        return None
+
+
 def snapshot_id(name: str, catalog: Catalog | None = None) -> int | None:
     """The table's current snapshot id; None when the table or a snapshot does not exist yet."""
     catalog = catalog or lakehouse_catalog()

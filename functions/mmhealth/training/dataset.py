@@ -15,7 +15,9 @@ same lakehouse state gives the same id and a run whose features did not change t
                      prevalence (the training job and the report read it);
 - `patients.json`    per patient, for the report's patient view: clinical timeline (conditions,
                      medications, encounters; dates and codes only), variants of note (ClinVar pathogenic or
-                     likely pathogenic alleles carried) and region volumes from radiomics.
+                     likely pathogenic alleles carried) and region volumes from radiomics;
+- `population.json`  the report's population and data-quality views (mmhealth.training.population): counts
+                     and distributions only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
 from mmhealth.training.featurize import label_prevalence
+from mmhealth.training.population import population
 
 OUTCOMES = tuple(OUTCOME_DEFINITIONS)
 MODALITY_TABLES = {
@@ -137,6 +140,11 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
     storage.write_json(lake, f"{prefix(dataset_id)}manifest.json", manifest)
     storage.write_json(
         lake, f"{prefix(dataset_id)}patients.json", patient_views(table["patient_id"].to_pylist(), identity)
+    )
+    storage.write_json(
+        lake,
+        f"{prefix(dataset_id)}population.json",
+        population(manifest["outcomes"], snapshot.patients_per_modality),
     )
     logger.info(
         "dataset snapshot written",
