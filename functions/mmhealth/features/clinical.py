@@ -601,9 +601,10 @@ def _first_of_identical(pos: Ints, measure: Ints, at_us: Ints, value: Floats) ->
     return np.sort(np.asarray(first["row_min"].to_numpy(), dtype=np.int64))
 
 
-def _measurements(rows_in: _ObservationRows, cohort: _Cohort) -> dict[str, pa.Array]:
-    """latest / mean / count (and trend) per MEASUREMENTS entry, from the readable rows in a known unit."""
-    n, m, observations = cohort.size, len(MEASUREMENTS), rows_in.table
+def measurement_values(observations: pa.Table) -> tuple[Ints, Floats]:
+    """Per observation row: the MEASUREMENTS index it reads as (-1: none; by LOINC code and a known unit)
+    and its value converted to that measurement's unit (NaN when it has none). Status, system and time are
+    the caller's to check."""
     # (code|unit) -> (measurement, scale, offset); a row without a unit is read in the canonical unit.
     lookup: dict[str, tuple[int, float, float]] = {}
     for i, spec in enumerate(MEASUREMENTS):
@@ -617,15 +618,22 @@ def _measurements(rows_in: _ObservationRows, cohort: _Cohort) -> dict[str, pa.Ar
     )
     entry = pc.fill_null(pc.index_in(keys, value_set=pa.array(list(lookup), pa.string())), -1)
     entry_np = np.asarray(entry.to_numpy(zero_copy_only=False), dtype=np.int64)
-    table = np.array(list(lookup.values()), dtype=np.float64).reshape(-1, 3)
+    table = np.array([*lookup.values(), (-1, np.nan, np.nan)], dtype=np.float64).reshape(-1, 3)
+    conversion = table[entry_np]  # entry -1 takes the last row: no measurement, NaN value
     raw_value = pc.fill_null(observations["value_quantity"], np.nan).to_numpy(zero_copy_only=False)
+    return conversion[:, 0].astype(np.int64), raw_value * conversion[:, 1] + conversion[:, 2]
+
+
+def _measurements(rows_in: _ObservationRows, cohort: _Cohort) -> dict[str, pa.Array]:
+    """latest / mean / count (and trend) per MEASUREMENTS entry, from the readable rows in a known unit."""
+    n, m, observations = cohort.size, len(MEASUREMENTS), rows_in.table
+    measure_all, value_all = measurement_values(observations)
     pos, at_us = rows_in.pos, rows_in.at_us
-    usable = rows_in.readable & (entry_np >= 0) & np.isfinite(raw_value)
+    usable = rows_in.readable & (measure_all >= 0) & np.isfinite(value_all)
 
     rows = np.flatnonzero(usable)
-    conversion = table[entry_np[rows]]
-    measure = conversion[:, 0].astype(np.int64)
-    value = raw_value[rows] * conversion[:, 1] + conversion[:, 2]
+    measure = measure_all[rows]
+    value = value_all[rows]
     order = _sorted_by_time(pos[rows], measure, at_us[rows], observations["resource_id"].take(rows))
     pos, measure, value, at_us = pos[rows][order], measure[order], value[order], at_us[rows][order]
     once = _first_of_identical(pos, measure, at_us, value)  # in time order still; the smallest resource id

@@ -238,6 +238,15 @@ def _row_count(table: Table) -> int:
     return int(snapshot.summary.get("total-records", "0"))
 
 
+def read_columns(name: str, columns: Sequence[str], catalog: Catalog | None = None) -> pa.Table | None:
+    """`read_table` of the `columns` that exist: a table written before a column was added lacks it."""
+    try:
+        return read_table(name, catalog, columns=columns)
+    except (KeyError, ValueError):
+        table = read_table(name, catalog)
+        return None if table is None else table.select([c for c in columns if c in table.column_names])
+
+
 def row_count(name: str, catalog: Catalog | None = None) -> int | None:
     """The table's rows as its current snapshot's summary records them (no data read); None without a table."""
     catalog = catalog or lakehouse_catalog()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import io
 from datetime import UTC, datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,14 +32,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from mmhealth import storage
-from mmhealth.features.genomic import is_pathogenic
 from mmhealth.features.outcomes import OUTCOMES as OUTCOME_DEFINITIONS
-from mmhealth.identity.resolve import Identity, from_links, person_of_reference
+from mmhealth.identity.resolve import from_links
 from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.observability import logger
 from mmhealth.settings import settings
 from mmhealth.training.featurize import label_prevalence
+from mmhealth.training.patient_views import patient_views
 from mmhealth.training.population import population
 
 OUTCOMES = tuple(OUTCOME_DEFINITIONS)
@@ -50,7 +49,6 @@ MODALITY_TABLES = {
     "imaging": "features.imaging",
 }
 NOT_FEATURES = {"patient_id", "index_date", "series_uid", "run_id", "object_id", "source_key"}
-TIMELINE_EVENTS_PER_PATIENT = 60
 
 
 class DatasetSnapshot(BaseModel):
@@ -139,7 +137,9 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
     }
     storage.write_json(lake, f"{prefix(dataset_id)}manifest.json", manifest)
     storage.write_json(
-        lake, f"{prefix(dataset_id)}patients.json", patient_views(table["patient_id"].to_pylist(), identity)
+        lake,
+        f"{prefix(dataset_id)}patients.json",
+        patient_views(table["patient_id"].to_pylist(), identity, dataset_id),
     )
     storage.write_json(
         lake,
@@ -151,76 +151,3 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
         extra={"dataset_id": dataset_id, "rows": table.num_rows, **snapshot.patients_per_modality},
     )
     return snapshot
-
-
-# ------------------------------------------------------------------------------------------ patient views
-
-
-def patient_views(patient_ids: list[str], identity: Identity) -> list[dict[str, Any]]:
-    """The report's patient view: per person, timeline events (from every Patient and identifier linked to
-    them), variants of note (their linked VCF sample) and region volumes."""
-    views: dict[str, dict[str, Any]] = {
-        p: {"patient_id": p, "timeline": [], "variants": [], "radiomics": {}} for p in patient_ids
-    }
-    for kind, table, date_column, code_prefix in (
-        ("condition", "clinical.condition", "onset_at", "code"),
-        ("medication", "clinical.medication_request", "authored_at", "medication"),
-        ("encounter", "clinical.encounter", "period_start", "type"),
-    ):
-        rows = read_table(
-            table, columns=["patient_id", date_column, f"{code_prefix}_code", f"{code_prefix}_display"]
-        )
-        for row in rows.to_pylist() if rows is not None else []:
-            person = person_of_reference(identity, row["patient_id"]) if row["patient_id"] else None
-            view = views.get(person or row["patient_id"])
-            if view is None or row[date_column] is None:
-                continue
-            view["timeline"].append(
-                {
-                    "date": row[date_column].date().isoformat(),
-                    "kind": kind,
-                    "code": row[f"{code_prefix}_code"],
-                    "display": row[f"{code_prefix}_display"],
-                }
-            )
-    for view in views.values():
-        view["timeline"] = sorted(view["timeline"], key=lambda e: e["date"])[-TIMELINE_EVENTS_PER_PATIENT:]
-    for variant in _variants_of_note():
-        view = views.get(identity.person_of("vcf_sample", variant.pop("patient_id")) or "")
-        if view is not None:
-            view["variants"].append(variant)
-    imaging = read_table("features.imaging")
-    for row in imaging.to_pylist() if imaging is not None else []:
-        view = views.get(row["patient_id"])
-        if view is not None:
-            view["radiomics"] = {
-                region: {"volume_ml": row.get(f"{region}_volume_ml")} for region in ("lesion", "hippocampus")
-            }
-    return list(views.values())
-
-
-def _variants_of_note() -> list[dict[str, Any]]:
-    """PASS alleles carried that ClinVar calls pathogenic or likely pathogenic (features.genomic's rule)."""
-    variants = read_table(
-        "genomic.variants",
-        columns=["sample_id", "chrom", "pos", "ref", "alt", "variant_id", "filter", "zygosity"],
-    )
-    clinvar = read_table(
-        "genomic.clinvar", columns=["chrom", "pos", "ref", "alt", "gene", "clinical_significance"]
-    )
-    if variants is None or clinvar is None:
-        return []
-    significance = clinvar["clinical_significance"].to_pylist()
-    clinvar = clinvar.filter(pa.array([bool(s) and is_pathogenic(s) for s in significance]))
-    variants = variants.filter(pc.equal(variants["filter"], "PASS"))
-    joined = variants.join(clinvar, ["chrom", "pos", "ref", "alt"], join_type="inner")
-    return [
-        {
-            "patient_id": r["sample_id"],
-            "gene": r["gene"],
-            "variant": r["variant_id"] or f"{r['chrom']}:{r['pos']} {r['ref']}>{r['alt']}",
-            "significance": r["clinical_significance"],
-            "zygosity": r["zygosity"],
-        }
-        for r in joined.to_pylist()
-    ]

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmhealth.features.genomic import is_pathogenic
-from mmhealth.lakehouse.catalog import SCHEMAS, read_table, row_count
+from mmhealth.lakehouse.catalog import SCHEMAS, read_columns, read_table, row_count
 from mmhealth.observability import logger
 
 TOP = 15  # most frequent codes shown per clinical list
@@ -30,7 +30,7 @@ REGIONS = ("lesion", "hippocampus")
 
 
 def population(outcomes: list[str], patients_per_modality: dict[str, int]) -> dict[str, Any]:
-    labels = _read("features.labels", ["patient_id", *outcomes])
+    labels = read_columns("features.labels", ["patient_id", *outcomes])
     sections: dict[str, Callable[[], dict[str, Any]]] = {
         "clinical": clinical_view,
         "genomic": genomic_view,
@@ -49,27 +49,18 @@ def _guarded(name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"unavailable": f"{type(error).__name__}: {error}"[:300]}
 
 
-def _read(name: str, columns: list[str]) -> pa.Table | None:
-    """The table's `columns` that exist (a table written before a column was added lacks it)."""
-    try:
-        return read_table(name, columns=columns)
-    except (KeyError, ValueError):
-        table = read_table(name)
-        return None if table is None else table.select([c for c in columns if c in table.column_names])
-
-
 # ------------------------------------------------------------------------------------------------ clinical
 
 
 def clinical_view() -> dict[str, Any]:
-    encounters = _read("clinical.encounter", ["period_start"])
+    encounters = read_columns("clinical.encounter", ["period_start"])
     return {
-        "age_sex": _age_sex(_read("features.clinical", ["age_at_index_years", "sex"])),
+        "age_sex": _age_sex(read_columns("features.clinical", ["age_at_index_years", "sex"])),
         "encounters_by_month": _per_month(encounters, "period_start"),
         "conditions": _top_codes("clinical.condition", "code"),
         "procedures": _top_codes("clinical.procedure", "code"),
         "medications": _top_codes("clinical.medication_request", "medication"),
-        "claims_by_month": _claims(_read("clinical.claim", ["created_at", "total_value"])),
+        "claims_by_month": _claims(read_columns("clinical.claim", ["created_at", "total_value"])),
     }
 
 
@@ -101,7 +92,7 @@ def _per_month(table: pa.Table | None, column: str) -> list[dict[str, Any]]:
 def _top_codes(name: str, prefix: str) -> list[dict[str, Any]]:
     """The TOP codes of a clinical table by distinct patients: [{"code", "display", "patients"}]."""
     code, display = f"{prefix}_code", f"{prefix}_display"
-    table = _read(name, ["patient_id", code, display])
+    table = read_columns(name, ["patient_id", code, display])
     if table is None or table.num_rows == 0:
         return []
     rows = table.filter(pc.is_valid(table[code]))
@@ -142,11 +133,11 @@ def _claims(table: pa.Table | None) -> list[dict[str, Any]]:
 
 
 def genomic_view() -> dict[str, Any]:
-    variants = _read("genomic.variants", ["sample_id", "chrom", "pos", "ref", "alt", "filter"])
+    variants = read_columns("genomic.variants", ["sample_id", "chrom", "pos", "ref", "alt", "filter"])
     clinvar = read_table(
         "genomic.clinvar", columns=["chrom", "pos", "ref", "alt", "gene", "clinical_significance"]
     )
-    burden = _read("features.genomic", ["pathogenic_burden"])
+    burden = read_columns("features.genomic", ["pathogenic_burden"])
     return {
         "carriers": _carriers(variants, clinvar),
         "burden": _distribution(burden["pathogenic_burden"].to_pylist()) if burden else {},
@@ -195,7 +186,7 @@ def _carriers(variants: pa.Table | None, clinvar: pa.Table | None) -> list[dict[
 
 
 def imaging_view(labels: pa.Table | None, outcomes: list[str]) -> dict[str, Any]:
-    series = _read("imaging.series", ["modality", "body_part"])
+    series = read_columns("imaging.series", ["modality", "body_part"])
     by_kind = Counter(
         (m or "?", b or "unspecified")
         for m, b in zip(*(series.to_pydict().values() if series else ([], [])), strict=True)
@@ -239,7 +230,7 @@ def quality_view(patients_per_modality: dict[str, int]) -> dict[str, Any]:
         for name in sorted(SCHEMAS)
         if name.split(".")[0] in ("clinical", "genomic", "imaging")
     }
-    quarantine = _read("ops.quarantine", ["modality", "reason"])
+    quarantine = read_columns("ops.quarantine", ["modality", "reason"])
     reasons = Counter(zip(*(quarantine.to_pydict().values() if quarantine else ([], [])), strict=True))
     return {
         "rows": {name: n for name, n in tables.items() if n is not None},

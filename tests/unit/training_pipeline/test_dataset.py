@@ -98,7 +98,7 @@ def test_every_labelled_patient_gets_a_row_with_nulls_for_the_modalities_it_lack
     # And the patient views exist for every patient
     views = storage.read_json(aws.lake, f"{key}patients.json")
     assert [v["patient_id"] for v in views] == ["p1", "p2", "p3"]
-    assert views[2]["radiomics"]["lesion"] == {"volume_ml": 1.5}
+    assert views[2]["radiomics"]["lesion"] == {"volume_ml": 1.5, "firstorder_mean": None}
 
 
 def test_the_same_features_give_the_same_snapshot_id_and_a_change_a_new_one(aws: SimpleNamespace) -> None:

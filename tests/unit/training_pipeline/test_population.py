@@ -13,7 +13,7 @@ from mmhealth.lakehouse.catalog import SCHEMAS, replace_all, replace_rows
 from mmhealth.training import dataset, population
 from tests.unit.training_pipeline.test_dataset import labels
 
-_FILLER = {pa.string(): "x", pa.int32(): 0, pa.int64(): 0, pa.bool_(): False}
+_FILLER = {pa.string(): "x", pa.int32(): 0, pa.int64(): 0, pa.float64(): 0.0, pa.bool_(): False}
 
 
 def commit(name: str, table: pa.Table) -> None:
