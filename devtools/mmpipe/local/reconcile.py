@@ -48,6 +48,10 @@ STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 
 # Types moto's CloudFormation does not create: `reconcile` creates them.
 LOCALLY_CREATED_TYPES = frozenset({GLUE_DATABASE, SQS_QUEUE_POLICY, S3_BUCKET_POLICY, CLOUDWATCH_ALARM})
+# Types the local runtime has no use for, and why (skipped, said in the log only).
+NOT_NEEDED_LOCALLY = {
+    "AWS::Glue::Table": "an Athena view; the local runtime has no Athena (query the exported tables with DuckDB)",
+}
 # Types whose properties `reconcile` (or the invoker) needs resolved by CloudFormation.
 RESOLVED_TYPES = LOCALLY_CREATED_TYPES | {S3_BUCKET, DYNAMODB_TABLE, LAMBDA_FUNCTION, STATE_MACHINE}
 # Types moto's CloudFormation creates completely enough for the local runtime.
@@ -88,7 +92,10 @@ def reconcile(clients: AwsClients, stack: LocalStack) -> None:
 
     handled = RESOLVED_TYPES | COMPLETE_TYPES
     for resource in stack.resources.values():
-        if resource.created_by == "local" and resource.type not in LOCALLY_CREATED_TYPES:
+        if resource.type in NOT_NEEDED_LOCALLY:
+            stack.skipped.append(resource.logical_id)
+            log.info("%s (%s): %s", resource.logical_id, resource.type, NOT_NEEDED_LOCALLY[resource.type])
+        elif resource.created_by == "local" and resource.type not in LOCALLY_CREATED_TYPES:
             stack.skipped.append(resource.logical_id)
             log.warning(
                 "%s (%s) is not created locally: moto's CloudFormation does not support the type",
