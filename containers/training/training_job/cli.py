@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from training_job import __version__
 from training_job.errors import JobError
@@ -170,8 +171,11 @@ def run(paths: JobPaths) -> None:
     outputs.write_tables(paths.output_data, predictions, importance, outputs.leaderboard_frame(results))
     document = outputs.metrics_document(results, dataset, parameters, time.perf_counter() - started)
     outputs.write_json(paths.output_data / outputs.METRICS_FILE, document)
-    outputs.write_json(paths.model / outputs.MODEL_CARD_FILE, outputs.model_card(document, dataset))
-    report = render_report(document, dataset, predictions, importance)
+    card = outputs.model_card(document, dataset, results.training_patients)
+    outputs.write_json(paths.model / outputs.MODEL_CARD_FILE, card)
+    report = render_report(
+        document, dataset, predictions, importance, dataset_dir=paths.dataset, risks=_risks(paths)
+    )
     (paths.output_data / REPORT_FILE).write_text(report, encoding="utf-8")
     log.info(
         "job done in %.1f s: %d predictors, %d skipped; outputs in %s, predictors in %s",
@@ -181,6 +185,24 @@ def run(paths: JobPaths) -> None:
         paths.output_data,
         paths.model,
     )
+
+
+def _risks(paths: JobPaths) -> Any:
+    """Every eligible patient's predicted risks for the report's patient view: the scoring job's own code on
+    the predictors just written (the numbers the scoring step will commit); None if it cannot run."""
+    import tempfile
+
+    import pandas as pd
+
+    from training_job.scoring import PREDICTIONS_FILE, score
+
+    with tempfile.TemporaryDirectory(prefix="report-risks-") as folder:
+        try:
+            score(paths.model, paths.dataset, Path(folder), model_id="this training job")
+        except JobError as error:
+            log.warning("no predicted risks in the report: %s", error)
+            return None
+        return pd.read_parquet(Path(folder) / PREDICTIONS_FILE)
 
 
 def score_main(args: argparse.Namespace) -> int:

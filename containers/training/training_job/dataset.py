@@ -24,6 +24,10 @@ PATIENT_ID = "patient_id"
 # the training rows out for its own validation).
 MIN_CASES_PER_CLASS = 5
 BASELINE_SET = "clinical"
+# The age + sex baseline: a predictor on these two clinical columns only, fitted like every set.
+AGE_SEX_SET = "age_sex"
+AGE_COLUMN = "clinical__age_at_index_years"
+SEX_COLUMN = "clinical__sex"
 
 log = logging.getLogger("training_job")
 
@@ -146,6 +150,18 @@ def trainable_columns(dataset: Dataset, cohort: OutcomeCohort, modality_set: str
         raise NotTrainable(f"the dataset has no {' / '.join(absent)} feature columns")
     if not cohort.train[columns].notna().any().any():
         raise NotTrainable("no training patient has a value in any of the set's columns")
+    return columns
+
+
+def age_sex_columns(dataset: Dataset, cohort: OutcomeCohort) -> list[str]:
+    """The baseline's two columns; NotTrainable when the clinical modality lacks one or no training patient
+    has a value."""
+    columns = [AGE_COLUMN, SEX_COLUMN]
+    absent = [c for c in columns if c not in dataset.columns.get("clinical", [])]
+    if absent:
+        raise NotTrainable(f"the dataset has no {' / '.join(absent)} column")
+    if not cohort.train[columns].notna().any().any():
+        raise NotTrainable("no training patient has an age or a sex")
     return columns
 
 

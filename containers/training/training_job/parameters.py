@@ -40,6 +40,10 @@ class TrainingParameters:
     outcomes: tuple[str, ...] = OUTCOMES
     modality_sets: tuple[str, ...] = DEFAULT_MODALITY_SETS
     label_shuffle_control: bool = True
+    label_shuffle_permutations: int = 20
+    """Permutations of the training labels behind the control's null distribution and p-value."""
+    oof_folds: int = 5
+    """Bagging folds of every evaluated predictor: their out-of-fold predictions choose its threshold."""
     hyperparameters: str | dict[str, Any] | None = None
     """AutoGluon's `hyperparameters`: a preset name ("light", ...) or a dict; None = the presets' default."""
     importance_subsample: int = 200
@@ -57,6 +61,8 @@ class TrainingParameters:
             "outcomes": list(self.outcomes),
             "modality_sets": list(self.modality_sets),
             "label_shuffle_control": self.label_shuffle_control,
+            "label_shuffle_permutations": self.label_shuffle_permutations,
+            "oof_folds": self.oof_folds,
             "hyperparameters": self.hyperparameters,
             "importance_subsample": self.importance_subsample,
         }
@@ -105,6 +111,10 @@ def parse_parameters(raw: Mapping[str, Any]) -> TrainingParameters:
         outcomes=get("outcomes", _names, defaults.outcomes),
         modality_sets=get("modality_sets", _names, defaults.modality_sets),
         label_shuffle_control=get("label_shuffle_control", _boolean, defaults.label_shuffle_control),
+        label_shuffle_permutations=get(
+            "label_shuffle_permutations", int, defaults.label_shuffle_permutations
+        ),
+        oof_folds=get("oof_folds", int, defaults.oof_folds),
         hyperparameters=get("hyperparameters", _autogluon_hyperparameters, defaults.hyperparameters),
         importance_subsample=get("importance_subsample", int, defaults.importance_subsample),
         ignored=tuple(sorted(k for k in raw if k.startswith(SDK_PREFIX))),
@@ -123,6 +133,10 @@ def _check(p: TrainingParameters) -> None:
         problems.append(f"seed must be in [0, 2**32) (got {p.seed})")
     if p.bootstrap < 0:
         problems.append(f"bootstrap must be >= 0 (got {p.bootstrap})")
+    if p.label_shuffle_permutations < 1:
+        problems.append(f"label_shuffle_permutations must be >= 1 (got {p.label_shuffle_permutations})")
+    if not 2 <= p.oof_folds <= 20:
+        problems.append(f"oof_folds must be between 2 and 20 (got {p.oof_folds})")
     if p.importance_subsample < 0:
         problems.append(f"importance_subsample must be >= 0 (got {p.importance_subsample})")
     if not p.outcomes:

@@ -91,13 +91,13 @@ def parse_instances(body: bytes) -> list[dict[str, Any]]:
 
 def handler_for(scorer: Scorer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.path == "/ping":
                 self._reply(HTTPStatus.OK, {"status": "ok", "outcomes": sorted(scorer.predictors)})
             else:
                 self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path != "/invocations":
                 self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}"})
                 return
@@ -111,7 +111,7 @@ def handler_for(scorer: Scorer) -> type[BaseHTTPRequestHandler]:
             log.info("scored %d instance(s)", len(instances))
             self._reply(HTTPStatus.OK, {"model_id": scorer.model_id, "predictions": predictions})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the access log would repeat every request; counts are logged above
 
         def _reply(self, status: HTTPStatus, document: dict[str, Any]) -> None:

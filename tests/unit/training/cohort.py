@@ -8,6 +8,8 @@ columns of that modality empty), and some are not eligible for stroke (empty lab
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pandas as pd
 
 SIGNAL = 1.0
 NOISE = {"clinical": 8, "genomic": 6, "imaging": 4}  # extra noise columns per modality
-CLINICAL = ["clinical__age", "clinical__sbp", "clinical__bmi", "clinical__sex"] + [
+CLINICAL = ["clinical__age_at_index_years", "clinical__sbp", "clinical__bmi", "clinical__sex"] + [
     f"clinical__lab_{i}" for i in range(NOISE["clinical"])
 ]
 GENOMIC = ["genomic__prs", "genomic__apoe4_alleles"] + [
@@ -35,7 +37,7 @@ def synthetic_frame(patients: int, seed: int) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "patient_id": ids,
-            "clinical__age": rng.normal(60, 10, patients).round(),
+            "clinical__age_at_index_years": rng.normal(60, 10, patients).round(),
             "clinical__sbp": (130 + 15 * sbp).round(1),
             "clinical__bmi": rng.normal(27, 4, patients).round(1),
             "clinical__sex": rng.choice(["female", "male"], patients),
@@ -118,10 +120,61 @@ def patients_for(frame: pd.DataFrame, count: int) -> list[dict[str, object]]:
                 {"gene": "APOE", "variant": "rs429358 C", "significance": "risk_factor", "zygosity": "het"},
                 {"gene": "LDLR", "variant": "c.1A>G", "significance": "Pathogenic", "zygosity": "het"},
             ],
-            "radiomics": {"hippocampus": {"volume_ml": 3.4123, "original_firstorder_Mean": 512.3}},
+            "radiomics": {"hippocampus": {"volume_ml": 3.4123, "firstorder_mean": 512.3}},
+            "header": {
+                "age": 60 + i,
+                "sex": "female" if i % 2 else "male",
+                "index_date": "2020-01-01",
+                "labels": {"stroke": {"label": i % 2, "onset": "2021-06-01" if i % 2 else None}},
+            },
+            "measurements": {"systolic_mmhg": [["2018-01-01", 130.0 + i], ["2019-01-02", 140.0 + i]]},
+            "images": {"series_uid": f"1.2.{i}", "overlay": "images/1.2.0/overlay.png"} if i == 0 else {},
         }
         for i, pid in enumerate(frame["patient_id"].head(count))
     ]
+
+
+def tiny_png(size: int = 8) -> bytes:
+    """A valid grayscale PNG (a gradient): what the report embeds as a radiomics picture."""
+    raw = b"".join(b"\x00" + bytes((x * 32) % 256 for x in range(size)) for _ in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+# The snapshot's population.json, as mmhealth.training.population writes it (counts only).
+POPULATION = {
+    "clinical": {
+        "age_sex": [{"band": "60-69", "sex": "female", "patients": 3}, {"band": "60-69", "sex": "male", "patients": 2}],
+        "encounters_by_month": [{"month": "2017-03", "count": 4}, {"month": "2017-04", "count": 6}],
+        "conditions": [{"code": "44054006", "display": "Diabetes <type 2>", "patients": 3}],
+        "procedures": [],
+        "medications": [{"code": "314076", "display": "lisinopril", "patients": 2}],
+        "claims_by_month": [{"month": "2017-03", "claims": 2, "total": 150.5}],
+    },
+    "genomic": {
+        "carriers": [{"gene": "APOE", "significance": "pathogenic / likely pathogenic", "carriers": 4}],
+        "burden": {"0": 10, "1": 4},
+        "samples": 14,
+    },
+    "imaging": {
+        "series": [{"modality": "MR", "body_part": "BRAIN", "series": 5}],
+        "by_outcome": {"stroke": {"lesion_volume_ml": {"with": [4.5, 6.0], "without": [0.0, 0.1]}}},
+    },
+    "quality": {
+        "rows": {"clinical.condition": 1234},
+        "quarantined": [{"modality": "imaging", "reason": "dicom-missing-tag", "records": 6}],
+        "patients_per_modality": {"clinical": 14, "genomic": 14, "imaging": 5},
+    },
+}  # fmt: skip
 
 
 def write_channel(
@@ -140,6 +193,9 @@ def write_channel(
     (channel / "manifest.json").write_text(json.dumps(manifest_for(frame)))
     if with_patients:
         (channel / "patients.json").write_text(json.dumps(patients_for(frame, 12)))
+        (channel / "population.json").write_text(json.dumps(POPULATION))
+        (channel / "images" / "1.2.0").mkdir(parents=True)
+        (channel / "images" / "1.2.0" / "overlay.png").write_bytes(tiny_png())
     config = root / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))

@@ -40,6 +40,8 @@ def test_sagemaker_string_values_are_parsed() -> None:
             "outcomes": "stroke, alzheimers_disease",
             "modality_sets": "clinical,clinical+imaging",
             "label_shuffle_control": "false",
+            "label_shuffle_permutations": "30",
+            "oof_folds": "3",
             "hyperparameters": '{"GBM": {"num_boost_round": 20}}',
             "importance_subsample": "50",
             "sagemaker_region": '"us-east-1"',
@@ -54,6 +56,8 @@ def test_sagemaker_string_values_are_parsed() -> None:
         outcomes=("stroke", "alzheimers_disease"),
         modality_sets=("clinical", "clinical+imaging"),
         label_shuffle_control=False,
+        label_shuffle_permutations=30,
+        oof_folds=3,
         hyperparameters={"GBM": {"num_boost_round": 20}},
         importance_subsample=50,
         ignored=("sagemaker_region",),
@@ -73,6 +77,7 @@ def test_an_absent_file_means_every_default(tmp_path: Path) -> None:
     assert parameters.outcomes == OUTCOMES
     assert parameters.modality_sets == DEFAULT_MODALITY_SETS
     assert parameters.label_shuffle_control
+    assert (parameters.label_shuffle_permutations, parameters.oof_folds) == (20, 5)
     assert parameters.hyperparameters is None
 
 
@@ -87,6 +92,8 @@ def test_an_absent_file_means_every_default(tmp_path: Path) -> None:
         ({"modality_sets": "clinical+proteomic"}, "unknown modality 'proteomic'"),
         ({"modality_sets": "clinical+genomic,genomic+clinical"}, "repeats another set"),
         ({"label_shuffle_control": "maybe"}, "expected true or false"),
+        ({"label_shuffle_permutations": "0"}, "label_shuffle_permutations must be >= 1"),
+        ({"oof_folds": "1"}, "oof_folds must be between 2 and 20"),
         ({"hyperparameters": "{not json"}, "hyperparameters="),
     ],
 )
@@ -169,7 +176,7 @@ def test_the_dataset_contract_is_checked_naming_the_file(tmp_path: Path) -> None
     with pytest.raises(JobError, match=r"dataset.parquet: missing column\(s\) genomic__absent"):
         load_dataset(channel, OUTCOMES)
     # A column under the wrong modality
-    manifest["modalities"]["genomic"] = ["clinical__age"]
+    manifest["modalities"]["genomic"] = ["clinical__age_at_index_years"]
     (channel / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(JobError, match="not a genomic__ column"):
         load_dataset(channel, OUTCOMES)

@@ -11,7 +11,17 @@ import pandas as pd
 import pytest
 
 from tests.unit.training.cohort import synthetic_frame, write_channel
-from tests.unit.training.conftest import FULL, HYPERPARAMETERS, OUTCOMES, PATIENTS, SETS, JobRun, run_job
+from tests.unit.training.conftest import (
+    AGE_SEX,
+    FULL,
+    HYPERPARAMETERS,
+    OUTCOMES,
+    PATIENTS,
+    PERMUTATIONS,
+    SETS,
+    JobRun,
+    run_job,
+)
 from training_job.evaluate import METRICS
 
 pytestmark = pytest.mark.slow  # the shared run takes about 20 s on 2 busy cores
@@ -25,8 +35,12 @@ def test_every_output_is_written_and_no_failure_is_reported(job_run: JobRun) -> 
         assert (job_run.output / name).stat().st_size > 0, name
     # Then each outcome x set (and the control) has a loadable predictor, a model card, and no failure file
     for outcome in OUTCOMES:
-        for name in (*SETS, "control"):
+        for name in (*SETS, AGE_SEX, "control"):
             assert (job_run.model / outcome / name / "predictor.pkl").exists(), f"{outcome}/{name}"
+    # Only the first permutation of the control is kept.
+    assert sorted(p.name for p in (job_run.model / OUTCOMES[0]).iterdir()) == sorted(
+        [*SETS, AGE_SEX, "control"]
+    )
     card = json.loads((job_run.model / "model_card.json").read_text())
     assert card["dataset"]["dataset_id"] == "ds-test-0001"
     assert card["dataset"]["rows"] == PATIENTS
@@ -34,6 +48,18 @@ def test_every_output_is_written_and_no_failure_is_reported(job_run: JobRun) -> 
     assert card["limitations"]
     assert set(card["headline"]) == set(OUTCOMES)
     assert card["headline"]["hypertension"]["set"] == FULL
+    # The scoring job's decision rule: each predictor's threshold and how it was chosen.
+    metrics = job_run.metrics()
+    for outcome in OUTCOMES:
+        assert set(card["thresholds"][outcome]) == {*SETS, AGE_SEX}
+        for name, entry in card["thresholds"][outcome].items():
+            assert entry == {
+                "threshold": metrics["thresholds"][outcome][name]["threshold"],
+                "criterion": "max_f1",
+                "source": "out-of-fold",
+            }
+            assert 0 < entry["threshold"] < 1
+        assert set(card["predictors"][outcome]) == {*SETS, AGE_SEX, "control"}
     assert not (job_run.root / "output" / "failure").exists()
 
 
@@ -44,23 +70,68 @@ def test_metrics_json_has_the_documented_shape(job_run: JobRun) -> None:
     assert metrics["parameters"]["hyperparameters"] == {"GBM": {"num_boost_round": 20}}
     assert metrics["parameters"]["time_limit"] == float(HYPERPARAMETERS["time_limit"])
     assert {"autogluon.tabular", "lightgbm", "scikit-learn", "training_job"} <= set(metrics["versions"])
-    assert metrics["evaluation"]["threshold"] == 0.5
-    assert metrics["reference_sets"] == {"full": FULL, "baseline": "clinical"}
+    assert metrics["evaluation"]["threshold"]["criterion"] == "max_f1"
+    assert metrics["evaluation"]["threshold"]["source"] == "out-of-fold"
+    assert metrics["reference_sets"] == {"full": FULL, "baseline": "clinical", "age_sex": AGE_SEX}
     assert metrics["skipped"] == []
     for outcome in OUTCOMES:
-        assert set(metrics["metrics"][outcome]) == set(SETS)
+        assert set(metrics["metrics"][outcome]) == {*SETS, AGE_SEX}
         for estimates in [*metrics["metrics"][outcome].values(), metrics["control"][outcome]]:
             assert set(estimates) == set(METRICS)
             for estimate in estimates.values():
                 assert set(estimate) == {"value", "ci_low", "ci_high"}
                 assert estimate["ci_low"] <= estimate["value"] <= estimate["ci_high"]
         counts = metrics["counts"][outcome]
+        for name in (*SETS, AGE_SEX):
+            threshold = metrics["thresholds"][outcome][name]
+            assert (threshold["criterion"], threshold["source"], threshold["folds"]) == (
+                "max_f1",
+                "out-of-fold",
+                5,
+            )
+            assert (threshold["oof_n"], threshold["oof_positives"]) == (
+                counts["n_train"],
+                counts["positives_train"],
+            )
+            confusion = metrics["confusion"][outcome][name]
+            assert confusion["tp"] + confusion["fn"] == counts["positives_test"]
+            assert confusion["tp"] + confusion["fp"] + confusion["tn"] + confusion["fn"] == counts["n_test"]
+            assert confusion["no_positive_predicted"] == (confusion["tp"] + confusion["fp"] == 0)
+            curves = metrics["curves"][outcome][name]
+            assert sum(b["n"] for b in curves["reliability"]) == counts["n_test"]
+            assert curves["pr"]["recall"][-1] == 1.0
+        versus = metrics["age_sex_baseline"][outcome]["roc_auc_difference"]
+        assert set(versus) == set(SETS)
+        by_set = metrics["metrics"][outcome]
+        assert versus[FULL]["value"] == pytest.approx(
+            by_set[FULL]["roc_auc"]["value"] - by_set[AGE_SEX]["roc_auc"]["value"], abs=1e-5
+        )
+        permutation = metrics["permutation"][outcome]
+        values = permutation["roc_auc"]["values"]
+        assert len(values) == permutation["permutations"] == PERMUTATIONS
+        assert permutation["roc_auc"]["mean"] == pytest.approx(sum(values) / len(values), abs=1e-5)
+        assert metrics["control"][outcome]["roc_auc"]["value"] == pytest.approx(
+            permutation["roc_auc"]["mean"], abs=1e-5
+        )
+        assert permutation["real_roc_auc"] == pytest.approx(by_set[FULL]["roc_auc"]["value"], abs=1e-5)
+        exceeding = sum(v >= permutation["real_roc_auc"] for v in values)
+        assert permutation["p_value"] == pytest.approx((1 + exceeding) / (1 + PERMUTATIONS), abs=1e-6)
+        available = metrics["available_case"][outcome]
+        assert set(available["by_set"]) == set(SETS)
+        assert available["by_set"]["clinical"]["n"] == counts["n_test"]  # everyone has clinical data
+        assert available["by_set"]["imaging"]["n"] < counts["n_test"]  # 40 % have no imaging
+        assert available["all_modalities"]["n"] == available["by_set"][FULL]["n"]
+        subgroups = metrics["subgroups"][outcome]
+        for by in ("sex", "age_band"):
+            assert sum(g["n"] for g in subgroups["groups"] if g["by"] == by) == counts["n_test"]
+        counts = metrics["counts"][outcome]
         assert counts["n_train"] + counts["n_test"] == counts["n_eligible"]
         assert 0 < counts["positives_test"] < counts["n_test"]
         gain = metrics["gain"][outcome]
         assert (gain["full"], gain["baseline"], gain["metric"]) == (FULL, "clinical", "roc_auc")
         assert gain["ci_low"] <= gain["value"] <= gain["ci_high"]
-        assert set(metrics["models"][outcome]) == {*SETS, "control"}
+        assert set(metrics["models"][outcome]) == {*SETS, AGE_SEX, "control"}
+    assert isinstance(metrics["warnings"], list)
 
 
 def test_the_real_signal_beats_chance_and_the_shuffled_control_does_not(job_run: JobRun) -> None:
@@ -74,9 +145,16 @@ def test_the_real_signal_beats_chance_and_the_shuffled_control_does_not(job_run:
         # ...imaging alone (noise columns) is not...
         imaging = metrics["metrics"][outcome]["imaging"]["roc_auc"]
         assert abs(imaging["value"] - 0.5) < 0.15, (outcome, imaging)
-        # ...and neither is the same pipeline on permuted training labels.
+        # ...nor is age + sex (the label ignores them)...
+        age_sex = metrics["metrics"][outcome][AGE_SEX]["roc_auc"]
+        assert abs(age_sex["value"] - 0.5) < 0.15, (outcome, age_sex)
+        # ...and neither is the same pipeline on permuted training labels, which the real model beats.
         control = metrics["control"][outcome]["roc_auc"]
         assert abs(control["value"] - 0.5) < 0.15, (outcome, control)
+        assert metrics["permutation"][outcome]["p_value"] == pytest.approx(1 / (1 + PERMUTATIONS), abs=1e-6)
+        # The out-of-fold threshold predicts positives where 0.5 would predict few for stroke (about 20 %).
+        assert not metrics["confusion"][outcome][FULL]["no_positive_predicted"]
+        assert metrics["metrics"][outcome][FULL]["f1"]["value"] > 0.4, outcome
         # The gain is the difference of the two sets' AUCs on the same test patients.
         by_set = metrics["metrics"][outcome]
         difference = by_set[FULL]["roc_auc"]["value"] - by_set["clinical"]["roc_auc"]["value"]
@@ -95,7 +173,7 @@ def test_one_stratified_split_per_outcome_is_shared_by_every_set(job_run: JobRun
     for outcome in OUTCOMES:
         rows = predictions[predictions["outcome"] == outcome]
         test_ids = {s: sorted(group["patient_id"]) for s, group in rows.groupby("set")}
-        assert set(test_ids) == {*SETS, "control"}
+        assert set(test_ids) == {*SETS, AGE_SEX, "control"}
         first = test_ids[FULL]
         assert all(ids == first for ids in test_ids.values()), "the ablation is not paired"
         assert len(first) == len(set(first)) == metrics["counts"][outcome]["n_test"]
@@ -113,7 +191,7 @@ def test_leaderboard_and_feature_importance_cover_the_predictors(job_run: JobRun
     board = pd.read_csv(job_run.output / "leaderboard.csv")
     assert {"outcome", "set", "model", "score_test", "score_val"} <= set(board.columns)
     assert set(zip(board["outcome"], board["set"], strict=True)) == {
-        (o, s) for o in OUTCOMES for s in (*SETS, "control")
+        (o, s) for o in OUTCOMES for s in (*SETS, AGE_SEX, "control")
     }
     importance = pd.read_csv(job_run.output / "feature_importance.csv")
     assert list(importance.columns) == [
@@ -181,8 +259,8 @@ def test_what_cannot_be_trained_is_skipped_with_a_reason_and_the_rest_is_written
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = run.metrics()
     assert list(metrics["metrics"]) == ["hypertension"]
-    assert list(metrics["metrics"]["hypertension"]) == ["clinical"]
-    assert metrics["reference_sets"] == {"full": "clinical", "baseline": "clinical"}
+    assert list(metrics["metrics"]["hypertension"]) == ["clinical", AGE_SEX]
+    assert metrics["reference_sets"] == {"full": "clinical", "baseline": "clinical", "age_sex": AGE_SEX}
     assert "hypertension" in metrics["control"]
     assert metrics["gain"] == {}  # the full set is the clinical set
     skipped = {(s["outcome"], s["set"]): s["reason"] for s in metrics["skipped"]}

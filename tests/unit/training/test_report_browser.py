@@ -46,12 +46,20 @@ def test_the_report_renders_in_headless_chromium_without_errors(job_run: JobRun,
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
         plots = page.locator(".js-plotly-plot").count()
 
-        # A reader picks another patient: the detail panel follows
-        select = page.locator("#patient-select")
-        options = select.locator("option").all_inner_texts()
+        # Every section rendered something: a plot, a table or a list
+        empty = page.evaluate(
+            """() => Array.from(document.querySelectorAll("section")).filter(
+                 (s) => !s.querySelector(".js-plotly-plot, table, ul, img")).map((s) => s.id)"""
+        )
+        # A reader picks another patient by typing its id: the detail panel follows
+        options = page.locator("#patient-ids option").evaluate_all("(all) => all.map((o) => o.value)")
         first = page.locator("#patient-detail").inner_text()
-        select.select_option(label=options[-1])
-        detail = page.locator("#patient-detail").inner_text()
+        picture = page.evaluate(
+            "() => Array.from(document.querySelectorAll('#patient-detail img')).map((i) => i.naturalWidth)"
+        )
+        page.fill("#patient-search", options[-1])
+        page.wait_for_selector("#patient-detail .measurement-plot .main-svg", timeout=30_000)
+        detail = page.locator("#patient-detail").text_content() or ""  # also inside the closed <details>
 
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -60,7 +68,10 @@ def test_the_report_renders_in_headless_chromium_without_errors(job_run: JobRun,
     assert errors == []
     assert requests == []
     assert plots >= 4  # ROC curves, ablation, importance, cohort/prevalence
+    assert empty == [], empty
     assert len(options) > 1
+    assert picture  # the embedded overlay ...
+    assert all(width > 0 for width in picture)  # ... decodes
     # The fixture's patient pt-000i has "Systolic BP <b>140 + i</b>" (markup shown as text, never run)
     assert f"Systolic BP <b>{140 + int(options[-1].removeprefix('pt-'))}</b>" in detail
     assert detail != first

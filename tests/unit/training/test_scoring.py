@@ -158,3 +158,19 @@ def test_the_endpoint_serves_the_scores_of_the_scoring_job(job_run: JobRun, scor
                 expected = predictions.loc[(str(patient), outcome)]
                 assert answer[outcome]["probability"] == pytest.approx(expected["probability"], abs=1e-6)
                 assert answer[outcome]["decision"] == bool(expected["decision"])
+
+
+def test_scores_of_patients_the_model_was_fitted_on_are_marked_in_sample(
+    job_run: JobRun, scored: Path
+) -> None:
+    card = json.loads((job_run.model / "model_card.json").read_text())
+    evaluated = pd.read_parquet(job_run.output / "predictions.parquet")
+    predictions = pd.read_parquet(scored / "predictions.parquet")
+
+    for outcome in OUTCOMES:
+        mine = predictions[predictions["outcome"] == outcome].set_index("patient_id")
+        trained_on = set(card["training_patients"][outcome])
+        tested = set(evaluated.loc[evaluated["outcome"] == outcome, "patient_id"].astype(str))
+        assert trained_on.isdisjoint(tested)
+        assert mine.loc[sorted(trained_on), "in_training_split"].all()
+        assert not mine.loc[sorted(tested), "in_training_split"].any()
