@@ -34,7 +34,13 @@ MEASUREMENT_LABELS = {
     "hba1c_pct": "HbA1c (%)",
     "mmse_score": "MMSE score",
 }
-MAX_IMAGE_BYTES = 200_000  # a larger picture is left out (the radiomics job writes < 60 kB)
+MAX_IMAGE_BYTES = 200_000
+_STYLE = """
+#patient-search { width: 28em; font: inherit; }
+.measurements { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 0.5em; }
+.radiomics-image { display: inline-block; margin: 0.5em 1em 0.5em 0; }
+.radiomics-image img { width: 256px; image-rendering: auto; border: 1px solid #d0d7de; }
+"""  # a larger picture is left out (the radiomics job writes < 60 kB)
 
 
 def patient_section(
@@ -60,6 +66,7 @@ def patient_section(
         f"<p>{len(patients):,} patients. Pick one by id (type to search). Risks are the full set's predicted "
         "probabilities; a decision is the probability at the threshold chosen on the training data. "
         "Patients the model was trained on have in-sample, optimistic risks.</p>"
+        f"<style>{_STYLE}</style>"
         '<label for="patient-search">Patient </label>'
         '<input id="patient-search" list="patient-ids" autocomplete="off" placeholder="patient id">'
         '<datalist id="patient-ids"></datalist> <span id="patient-count" class="note"></span>'
@@ -140,7 +147,8 @@ PATIENT_SCRIPT = r"""
     (p.risks || []).forEach(function (r) { risks[r.outcome] = r; });
     var box = el("div", null, "patient-header");
     box.appendChild(el("h3", "Patient " + p.patient_id));
-    box.appendChild(el("p", "Age " + fmt(h.age) + " at the index date " + fmt(h.index_date) + "; sex " + fmt(h.sex)));
+    var age = typeof h.age === "number" ? Math.floor(h.age) + " years" : "unknown";
+    box.appendChild(el("p", "Age " + age + " at the index date " + fmt(h.index_date) + "; sex " + fmt(h.sex)));
     var outcomes = Object.keys(labels).concat(Object.keys(risks).filter(function (o) { return !(o in labels); }));
     box.appendChild(grid(["Outcome", "Label (after the index date)", "Onset", "Predicted risk", "Decision"],
       outcomes.map(function (o) {
@@ -178,7 +186,12 @@ PATIENT_SCRIPT = r"""
         var trace = {x: points.map(function (q) { return q[0]; }), y: points.map(function (q) { return q[1]; }),
                      mode: "lines+markers", name: name};
         var layout = {title: {text: data.labels[name] || name, font: {size: 13}}, height: 220,
-                      margin: {l: 45, r: 10, t: 35, b: 35}, template: "plotly_white"};
+                      margin: {l: 45, r: 10, t: 35, b: 35}, template: "plotly_white", xaxis: {type: "date"}};
+        if (points.length === 1) {  // one value: a year around it, not a microsecond axis
+          var day = new Date(points[0][0]).getTime(), half = 183 * 86400000;
+          layout.xaxis.range = [new Date(day - half).toISOString().slice(0, 10),
+                                new Date(day + half).toISOString().slice(0, 10)];
+        }
         Plotly.newPlot(plot, [trace], layout, {displaylogo: false, responsive: true});
       }, 0);
     });

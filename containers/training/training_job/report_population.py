@@ -126,8 +126,8 @@ def _genomic(genomic: dict[str, Any]) -> str:
             {r["gene"] for r in carriers},
             key=lambda g: -sum(r["carriers"] for r in carriers if r["gene"] == g),
         )
-        figure = go.Figure(layout={**_LAYOUT, "title": "Carriers per gene by ClinVar significance (PASS alleles)",
-                                   "barmode": "stack", "height": 360})  # fmt: skip
+        title = "Carriers per gene by ClinVar significance (PASS alleles; a carrier of two classes counts in both)"
+        figure = go.Figure(layout={**_LAYOUT, "title": title, "barmode": "stack", "height": 380})
         for significance, colour in SIGNIFICANCE_COLOURS.items():
             count = {r["gene"]: r["carriers"] for r in carriers if r["significance"] == significance}
             if count:
@@ -135,6 +135,12 @@ def _genomic(genomic: dict[str, Any]) -> str:
                     x=genes, y=[count.get(g, 0) for g in genes], name=significance, marker_color=colour
                 )
         parts.append(figure_html(figure, "carriers"))
+        pathogenic = [r for r in carriers if r["significance"] == "pathogenic / likely pathogenic"]
+        parts.append("<h3>Genes with pathogenic or likely pathogenic carriers</h3>")
+        parts.append(
+            table(["Gene", "Carriers"], [[escape(r["gene"]), num_cell(r["carriers"])] for r in pathogenic])
+            if pathogenic else "<p class='note'>none</p>"
+        )  # fmt: skip
     else:
         parts.append(
             "<p class='note'>no ClinVar-annotated allele is carried (or no annotation VCF was delivered)</p>"
