@@ -288,65 +288,73 @@ def _job_loop(stage: str, name: str, catalog_comment: str, after: str, on_error:
     }
 
 
-def training_states() -> dict[str, Any]:
-    """StartTraining (the run's snapshot, or why not) -> Wait/Poll loop -> CatalogTraining -> StartScoring.
+def _job_stage(
+    stage: str, name: str, start_comment: str, catalog_comment: str, after: str, on_error: str
+) -> dict[str, Any]:
+    """Start<Name> (the run's snapshot, or why not) -> Wait/Poll loop -> Catalog<Name> -> `after`.
 
-    $.training holds the TrainingRun (or, through a Catch, the error) for Finalize and Notify.
-    """
+    $.<stage> holds the job's state (or, through a Catch, the error) for Finalize and Notify."""
     return {
-        "StartTraining": _stage_task(
-            "training",
-            "TrainingStart",
+        f"Start{name}": _stage_task(
+            stage,
+            f"{name}Start",
             {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
-            Comment="The AutoGluon SageMaker training job on the run's dataset snapshot (or why none)",
-            Catch=_catch("NoScoring", "$.training"),
-            Next="TrainingFinished",
+            Comment=start_comment,
+            Catch=_catch(on_error, f"$.{stage}"),
+            Next=f"{name}Finished",
         ),
-        **_job_loop(
+        **_job_loop(stage, name, catalog_comment, after, on_error),
+    }
+
+
+def _skipped_stage(stage: str, comment: str, reason: str, after: str) -> dict[str, Any]:
+    """A Pass state recording that the stage did not run, and why (Finalize reports the earlier error)."""
+    return {
+        "Type": "Pass",
+        "Comment": comment,
+        "Result": {"result": {"status": "COMPLETED", "skipped": reason}},
+        "ResultPath": f"$.{stage}",
+        "Next": after,
+    }
+
+
+def training_states() -> dict[str, Any]:
+    """Training (the AutoGluon job on the run's snapshot), then scoring; a training error skips scoring."""
+    return {
+        **_job_stage(
             "training",
             "Training",
+            "The AutoGluon SageMaker training job on the run's dataset snapshot (or why none)",
             "Metrics, report and model card next to the run; features.metrics and features.models committed",
             "StartScoring",
             "NoScoring",
         ),
-        "NoTraining": {
-            "Type": "Pass",
-            "Comment": "The features step failed: nothing to train on (Finalize reports the features error)",
-            "Result": {"result": {"status": "COMPLETED", "skipped": "the features step failed"}},
-            "ResultPath": "$.training",
-            "Next": "StartScoring",
-        },
+        "NoTraining": _skipped_stage(
+            "training",
+            "The features step failed: nothing to train on (Finalize reports the features error)",
+            "the features step failed",
+            "StartScoring",
+        ),
     }
 
 
 def scoring_states() -> dict[str, Any]:
-    """StartScoring (the newest model on the run's snapshot, or why not) -> Wait/Poll loop -> CatalogScoring.
-
-    $.scoring holds the ScoringRun (or, through a Catch, the error) for Finalize and Notify.
-    """
+    """Scoring: the newest model on the run's snapshot (or why not), its predictions committed."""
     return {
-        "StartScoring": _stage_task(
-            "scoring",
-            "ScoringStart",
-            {"run_id.$": "$.run_id", "config.$": "$.config", "features.$": "$.features"},
-            Comment="Risk scores of every eligible patient: the newest model on the run's snapshot (or why none)",
-            Catch=_catch("Finalize", "$.scoring"),
-            Next="ScoringFinished",
-        ),
-        **_job_loop(
+        **_job_stage(
             "scoring",
             "Scoring",
+            "Risk scores of every eligible patient: the newest model on the run's snapshot (or why none)",
             "The job's predictions committed to features.predictions",
             "Finalize",
             "Finalize",
         ),
-        "NoScoring": {
-            "Type": "Pass",
-            "Comment": "Training failed: the run is not scored (Finalize reports the training error)",
-            "Result": {"result": {"status": "COMPLETED", "skipped": "training failed"}},
-            "ResultPath": "$.scoring",
-            "Next": "Finalize",
-        },
+        "NoScoring": _skipped_stage(
+            "scoring",
+            "Training failed: the run is not scored (Finalize reports the training error)",
+            "training failed",
+            "Finalize",
+        ),
     }
 
 

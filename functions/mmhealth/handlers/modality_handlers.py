@@ -56,6 +56,19 @@ def poll_handler(look: Callable[[P], P], model: type[P] = ChunkStatus) -> Handle
     return lambda_handler
 
 
+def run_job_start_handler(start: Callable[[str, RunConfig, dict[str, Any] | None], PolledJob]) -> Handler:
+    """Start of a run-level job (training, scoring): the run id, its config and the Features outcome in."""
+
+    @logger.inject_lambda_context(correlation_id_path="run_id")
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        config = RunConfig.model_validate(event.get("config") or {})
+        return start(event["run_id"], config, event.get("features")).model_dump()
+
+    return lambda_handler
+
+
 def catalog_handler(name: Modality, owners: Mapping[str, modality.OwnedBy]) -> Handler:
     """Catalog: commit every staged part of the run for this modality, one commit per table."""
 
