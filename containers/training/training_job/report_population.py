@@ -196,11 +196,18 @@ def _quality(quality: dict[str, Any]) -> str:
         figure = go.Figure(layout={**_LAYOUT, "title": "Patients with each modality"})
         figure.add_bar(x=list(coverage), y=list(coverage.values()), name="patients")
         parts.append(figure_html(figure, "coverage"))
+    files = quality.get("files") or {}
+    if files:
+        parts.append("<h3>Delivered files with rows in the lakehouse</h3>")
+        parts.append(
+            table(["Modality", "Files"], [[escape(m), num_cell(f"{n:,}")] for m, n in files.items()])
+        )
     quarantined = quality.get("quarantined") or []
     parts.append("<h3>Quarantined, by modality and reason</h3>")
     parts.append(
-        table(["Modality", "Reason", "Records"],
-              [[escape(r["modality"]), escape(r["reason"]), num_cell(r["records"])] for r in quarantined])
+        table(["Modality", "Reason", "Files", "Records (files or lines)"],
+              [[escape(r["modality"]), escape(r["reason"]), num_cell(r.get("files", "-")), num_cell(r["records"])]
+               for r in quarantined])
         if quarantined else "<p>Nothing was quarantined.</p>"
     )  # fmt: skip
     rows = quality.get("rows") or {}

@@ -23,6 +23,7 @@ from mmhealth.features.genomic import is_pathogenic
 from mmhealth.lakehouse.catalog import SCHEMAS, read_columns, read_table, row_count
 from mmhealth.observability import logger
 
+MODALITY_NAMESPACES = ("clinical", "genomic", "imaging")
 TOP = 15  # most frequent codes shown per clinical list
 AGE_BAND_YEARS = 10
 IMAGING_MEASURES = ("volume_ml", "firstorder_mean", "firstorder_entropy", "firstorder_90percentile")
@@ -225,15 +226,33 @@ def _measures_by_outcome(
 
 
 def quality_view(patients_per_modality: dict[str, int]) -> dict[str, Any]:
-    tables = {
-        name: row_count(name)
-        for name in sorted(SCHEMAS)
-        if name.split(".")[0] in ("clinical", "genomic", "imaging")
-    }
-    quarantine = read_columns("ops.quarantine", ["modality", "reason"])
-    reasons = Counter(zip(*(quarantine.to_pydict().values() if quarantine else ([], [])), strict=True))
+    names = [name for name in sorted(SCHEMAS) if name.split(".")[0] in MODALITY_NAMESPACES]
+    tables = {name: row_count(name) for name in names}
+    quarantine = read_columns("ops.quarantine", ["modality", "reason", "key"])
+    records: Counter[tuple[str, str]] = Counter()
+    keys: dict[tuple[str, str], set[str]] = {}
+    for row in quarantine.to_pylist() if quarantine is not None else []:
+        group = (row["modality"], row["reason"])
+        records[group] += 1
+        keys.setdefault(group, set()).add(row.get("key") or "")
     return {
+        "files": _files_per_modality(names),
         "rows": {name: n for name, n in tables.items() if n is not None},
-        "quarantined": [{"modality": m, "reason": r, "records": n} for (m, r), n in sorted(reasons.items())],
+        "quarantined": [
+            {"modality": m, "reason": r, "records": n, "files": len(keys[(m, r)])}
+            for (m, r), n in sorted(records.items())
+        ],
         "patients_per_modality": patients_per_modality,
-    }  # fmt: skip
+    }
+
+
+def _files_per_modality(names: list[str]) -> dict[str, int]:
+    """Delivered files with rows in the lakehouse, per modality: distinct object ids over its tables."""
+    objects: dict[str, set[str]] = {}
+    for name in names:
+        if "object_id" not in SCHEMAS[name].names:
+            continue
+        table = read_columns(name, ["object_id"])
+        if table is not None and "object_id" in table.column_names:
+            objects.setdefault(name.split(".")[0], set()).update(pc.unique(table["object_id"]).to_pylist())
+    return {modality: len(ids) for modality, ids in sorted(objects.items())}

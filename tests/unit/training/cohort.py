@@ -170,8 +170,9 @@ POPULATION = {
         "by_outcome": {"stroke": {"lesion_volume_ml": {"with": [4.5, 6.0], "without": [0.0, 0.1]}}},
     },
     "quality": {
+        "files": {"clinical": 10, "genomic": 15, "imaging": 120},
         "rows": {"clinical.condition": 1234},
-        "quarantined": [{"modality": "imaging", "reason": "dicom-missing-tag", "records": 6}],
+        "quarantined": [{"modality": "imaging", "reason": "dicom-missing-tag", "records": 6, "files": 6}],
         "patients_per_modality": {"clinical": 14, "genomic": 14, "imaging": 5},
     },
 }  # fmt: skip

@@ -23,6 +23,7 @@ def test_every_population_section_renders_its_data_escaped() -> None:
     assert "<type 2>" not in html
     assert "dicom-missing-tag" in html
     assert "1,234" in html
+    assert "Delivered files with rows in the lakehouse" in html
     assert "none recorded" in html  # procedures: an empty list says so
 
 

@@ -97,7 +97,7 @@ def seed_lake() -> None:
     commit(
         "ops.quarantine",
         pa.table(
-            {"run_id": ["r"] * 3, "modality": ["imaging", "imaging", "clinical"],
+            {"run_id": ["r"] * 3, "modality": ["imaging", "imaging", "clinical"], "key": ["a.dcm", "a.dcm", "p.ndjson"],
              "reason": ["dicom-missing-tag", "dicom-missing-tag", "fhir-invalid"]}
         ),
     )  # fmt: skip
@@ -126,9 +126,15 @@ def test_the_population_view_counts_patients_codes_and_months(aws: SimpleNamespa
     assert lesion == {"with": [4.5], "without": [0.0]}
     quality = view["quality"]
     assert quality["quarantined"] == [
-        {"modality": "clinical", "reason": "fhir-invalid", "records": 1},
-        {"modality": "imaging", "reason": "dicom-missing-tag", "records": 2},
+        {"modality": "clinical", "reason": "fhir-invalid", "records": 1, "files": 1},
+        {
+            "modality": "imaging",
+            "reason": "dicom-missing-tag",
+            "records": 2,
+            "files": 1,
+        },  # one file, two lines
     ]
+    assert quality["files"] == {"clinical": 1}  # the seeded rows all carry the filler object id
     assert quality["rows"]["clinical.condition"] == 4
     assert quality["patients_per_modality"] == {"clinical": 3, "genomic": 0, "imaging": 2}
     # counts only: no identifier of a person anywhere in the document
