@@ -44,7 +44,7 @@ from mmpipe.local.invoker import (
 )
 from mmpipe.local.jobs import LocalJobs, register_job_hooks
 from mmpipe.local.process_env import ProcessEnvironment, merge_function_environments, sdk_variables
-from mmpipe.local.reconcile import LOCALLY_CREATED_TYPES, RESOLVED_TYPES, reconcile
+from mmpipe.local.reconcile import LOCALLY_CREATED_TYPES, NOT_NEEDED_LOCALLY, RESOLVED_TYPES, reconcile
 from mmpipe.local.server import MotoServer, process_server
 from mmpipe.local.stack import LocalStack, deploy_stack
 
@@ -170,7 +170,8 @@ class LocalRuntime:
             stack_name=self.stack_name,
             parameters=self.parameters,
             resolve_types=RESOLVED_TYPES,
-            locally_created_types=LOCALLY_CREATED_TYPES,
+            # moto's CloudFormation skips both kinds; neither is worth its warning
+            locally_created_types=LOCALLY_CREATED_TYPES | NOT_NEEDED_LOCALLY.keys(),
         )
         # Before reconcile: applying the bucket notifications sends an s3:TestEvent to the ingest queue,
         # which moto would otherwise hand to its own canned Lambda through the enabled mapping.

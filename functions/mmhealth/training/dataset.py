@@ -144,7 +144,7 @@ def build_snapshot(run_id: str) -> DatasetSnapshot | None:
     storage.write_json(
         lake,
         f"{prefix(dataset_id)}population.json",
-        population(manifest["outcomes"], snapshot.patients_per_modality),
+        population(manifest["outcomes"], snapshot.patients_per_modality, run_id),
     )
     logger.info(
         "dataset snapshot written",

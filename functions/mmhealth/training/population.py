@@ -19,9 +19,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmhealth import quarantine
 from mmhealth.features.genomic import is_pathogenic
 from mmhealth.lakehouse.catalog import SCHEMAS, read_columns, read_table, row_count
 from mmhealth.observability import logger
+from mmhealth.settings import settings
 
 MODALITY_NAMESPACES = ("clinical", "genomic", "imaging")
 TOP = 15  # most frequent codes shown per clinical list
@@ -30,13 +32,16 @@ IMAGING_MEASURES = ("volume_ml", "firstorder_mean", "firstorder_entropy", "first
 REGIONS = ("lesion", "hippocampus")
 
 
-def population(outcomes: list[str], patients_per_modality: dict[str, int]) -> dict[str, Any]:
+def population(
+    outcomes: list[str], patients_per_modality: dict[str, int], run_id: str | None = None
+) -> dict[str, Any]:
+    """Every section; `run_id` adds the run's own quarantine records (Finalize commits them after the snapshot)."""
     labels = read_columns("features.labels", ["patient_id", *outcomes])
     sections: dict[str, Callable[[], dict[str, Any]]] = {
         "clinical": clinical_view,
         "genomic": genomic_view,
         "imaging": lambda: imaging_view(labels, outcomes),
-        "quality": lambda: quality_view(patients_per_modality),
+        "quality": lambda: quality_view(patients_per_modality, run_id),
     }
     return {name: _guarded(name, build) for name, build in sections.items()}
 
@@ -225,13 +230,16 @@ def _measures_by_outcome(
 # ------------------------------------------------------------------------------------------------- quality
 
 
-def quality_view(patients_per_modality: dict[str, int]) -> dict[str, Any]:
+def quality_view(patients_per_modality: dict[str, int], run_id: str | None = None) -> dict[str, Any]:
     names = [name for name in sorted(SCHEMAS) if name.split(".")[0] in MODALITY_NAMESPACES]
     tables = {name: row_count(name) for name in names}
-    quarantine = read_columns("ops.quarantine", ["modality", "reason", "key"])
+    committed = read_columns("ops.quarantine", ["run_id", "modality", "reason", "key"])
+    rows = [r for r in (committed.to_pylist() if committed is not None else []) if r.get("run_id") != run_id]
+    if run_id is not None:  # this run's records: written by the steps, committed by Finalize later
+        rows += [r.model_dump() for r in quarantine.load_run_records(settings().lake_bucket, run_id)]
     records: Counter[tuple[str, str]] = Counter()
     keys: dict[tuple[str, str], set[str]] = {}
-    for row in quarantine.to_pylist() if quarantine is not None else []:
+    for row in rows:
         group = (row["modality"], row["reason"])
         records[group] += 1
         keys.setdefault(group, set()).add(row.get("key") or "")

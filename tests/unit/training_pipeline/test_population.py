@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from mmhealth import storage
 from mmhealth.lakehouse.catalog import SCHEMAS, replace_all, replace_rows
+from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.training import dataset, population
 from tests.unit.training_pipeline.test_dataset import labels
 
@@ -160,3 +161,23 @@ def test_clinvar_significance_spellings_fall_into_four_classes() -> None:
         == "uncertain / conflicting"
     )
     assert population.significance_class(None) == "not provided"
+
+
+def test_the_runs_own_quarantine_records_count_before_finalize_commits_them(aws: SimpleNamespace) -> None:
+    seed_lake()  # ops.quarantine holds run "r"'s three records
+    record = {
+        "run_id": "run-now", "object_id": "o1", "bucket": "landing", "key": "x.dcm", "etag": "e",
+        "modality": "imaging", "stage": "import", "reason": "dicom-unsupported-transfer-syntax",
+        "detail": "JPEG 2000", "recorded_at": "2026-12-05T00:00:00Z",
+    }  # fmt: skip
+    storage.write_json(aws.lake, RunPaths("run-now").quarantine("import", "o1"), record)
+
+    quarantined = population.quality_view({}, "run-now")["quarantined"]
+
+    assert {
+        "modality": "imaging",
+        "reason": "dicom-unsupported-transfer-syntax",
+        "records": 1,
+        "files": 1,
+    } in quarantined
+    assert sum(q["records"] for q in quarantined) == 4
