@@ -23,6 +23,7 @@ from mmhealth import ledger
 from mmhealth.contracts import ChunkRef, ChunkStatus, FileKind, ManifestFile, RunConfig, S3Object
 from mmhealth.errors import InvalidInputError, TransientError
 from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.lakehouse.views import VIEWS
 from mmhealth.naming import run_name
 from mmpipe.local import LambdaContext, LocalRuntime
 from mmpipe.local.event_sources import SqsEventSource
@@ -241,11 +242,17 @@ def test_the_stack_of_template_yaml_exists_with_what_moto_cloudformation_skips(r
             "lakehouse-and-job-function-throttles",
             "radiomics-job-failed",
             "training-job-failed",
+            "scoring-job-failed",
+            "scoring-function-errors",
+            "scoring-function-throttles",
             "health-import-job-failed",
         )
     }
     assert all(a["AlarmActions"] == [runtime.topic_arn] for a in alarms)
-    assert runtime.stack.skipped == []
+    # Only the Athena views are skipped: the local runtime has no Athena
+    assert sorted(runtime.stack.skipped) == sorted(
+        f"AthenaView{''.join(p.title() for p in view.name.split('_'))}" for view in VIEWS
+    )
 
 
 def test_the_state_machine_has_its_substitutions_resolved(runtime: LocalRuntime) -> None:
@@ -423,6 +430,8 @@ def test_a_delivery_runs_the_real_state_machine_to_success_and_notifies(
         "FeaturesFunction": 1,  # the real one: no clinical rows changed, so it returns "skipped"
         "TrainingStartFunction": 1,  # the real one: no dataset snapshot, so nothing to train
         "TrainingCatalogFunction": 1,  # no job: passes the skipped run through
+        "ScoringStartFunction": 1,  # the real one: no dataset snapshot, so nothing to score
+        "ScoringCatalogFunction": 1,  # no job: passes the skipped run through
         "FinalizeFunction": 1,
     }
     assert contexts == [

@@ -70,6 +70,7 @@ class _Submitted:
     """One outcome's fits, running in the pool."""
 
     cohort: OutcomeCohort
+    folds: int  # bagging folds of its predictors (bag_folds)
     predictors: dict[str, Future[FitResult]] = field(default_factory=dict)
     permutations: list[Future[FitResult]] = field(default_factory=list)
 
@@ -126,7 +127,7 @@ def _submit(
         "positives_test": cohort.positives(cohort.test),
     }
     results.training_patients[outcome] = cohort.train[PATIENT_ID].astype(str).tolist()
-    submitted = _Submitted(cohort)
+    submitted = _Submitted(cohort, bag_folds(parameters.oof_folds, results.counts[outcome]))
     full = results.references.full
 
     def task(columns: list[str], path: Path | None, **options: Any) -> FitTask:
@@ -150,7 +151,7 @@ def _submit(
             task(
                 columns,
                 model_dir / outcome / name,
-                bag_folds=parameters.oof_folds,
+                bag_folds=submitted.folds,
                 importance_subsample=importance,
             ),
         )
@@ -172,6 +173,13 @@ def _submit(
     return submitted if submitted.predictors else None
 
 
+def bag_folds(requested: int, counts: dict[str, int]) -> int:
+    """Stratified bagging folds: at most the training split's minority class count, so every fold's held-out
+    part holds both classes (AutoGluon scores each fold by ROC AUC), and at least 2."""
+    minority = min(counts["positives_train"], counts["n_train"] - counts["positives_train"])
+    return max(2, min(requested, minority))
+
+
 def _collect(
     results: Results, dataset: Dataset, submitted: _Submitted, parameters: TrainingParameters
 ) -> None:
@@ -180,11 +188,13 @@ def _collect(
     outcome = cohort.outcome
     scored: dict[str, Scored] = {}
     for name, future in submitted.predictors.items():
-        fitted = future.result()
+        try:
+            fitted = future.result()
+        except Exception as error:  # one predictor AutoGluon could not fit never fails the others
+            results.skip(outcome, name, f"the fit failed: {type(error).__name__}: {str(error)[:200]}")
+            continue
         assert fitted.oof_scores is not None  # bagged
-        threshold = max_f1_threshold(
-            cohort.train[outcome].to_numpy(), fitted.oof_scores, parameters.oof_folds
-        )
+        threshold = max_f1_threshold(cohort.train[outcome].to_numpy(), fitted.oof_scores, submitted.folds)
         results.thresholds.setdefault(outcome, {})[name] = threshold
         _record(results, cohort, name, fitted)
         scored[name] = Scored(fitted.test_scores, threshold.value)
@@ -193,14 +203,24 @@ def _collect(
             outcome,
             name,
             fitted.seconds,
-            parameters.oof_folds,
+            submitted.folds,
             threshold.value,
             threshold.oof_f1,
             roc_auc(cohort.test[outcome].to_numpy(), fitted.test_scores),
         )
     full = results.references.full
+    if full not in scored:
+        results.skip(outcome, None, f"the full set ({full}) could not be fitted")
+        return
     if submitted.permutations:
-        _permutations(results, cohort, [f.result() for f in submitted.permutations], scored[full])
+        try:
+            permuted = [f.result() for f in submitted.permutations]
+        except Exception as error:  # the control is lost, the outcome's models stand
+            results.skip(
+                outcome, CONTROL, f"a permutation fit failed: {type(error).__name__}: {str(error)[:200]}"
+            )
+        else:
+            _permutations(results, cohort, permuted, scored[full])
     results.assessments[outcome] = assess_outcome(
         outcome,
         cohort.test,

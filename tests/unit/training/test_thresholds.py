@@ -58,3 +58,13 @@ def test_the_threshold_does_not_depend_on_the_test_labels() -> None:
     assert first.leaderboard is not None
     assert second.leaderboard is not None
     assert not first.leaderboard["score_test"].equals(second.leaderboard["score_test"])
+
+
+def test_bagging_folds_never_exceed_the_training_minority_class() -> None:
+    """Every stratified fold's held-out part must hold both classes (AutoGluon scores each fold by AUC):
+    a 60-patient delivery with 3 training positives failed the whole job with 5 folds."""
+    from training_job.job import bag_folds
+
+    assert bag_folds(5, {"positives_train": 3, "n_train": 42}) == 3
+    assert bag_folds(5, {"positives_train": 40, "n_train": 42}) == 2
+    assert bag_folds(5, {"positives_train": 100, "n_train": 700}) == 5
