@@ -1,6 +1,6 @@
 """Benchmark: clinical_features (pyarrow + numpy) against the DuckDB SQL reference on a large synthetic cohort.
 
-    PYTHONPATH=. .venv/bin/python tests/unit/features/bench_clinical_features.py --patients 10000
+    PYTHONPATH=. .venv/bin/python bench/clinical_features.py --patients 10000
 
 Generates the cohort once into --workdir (clinical FHIR only), flattens it to `clinical.*` tables cached
 as Parquet there, then times both versions in memory, best of --repeat, and checks they agree. Not a test

@@ -64,7 +64,8 @@ LOCAL_PARAMETERS: dict[str, str | int | float] = {
     "TrainingTimeLimit": 20,
     # LightGBM + logistic regression: on the 1,000-patient demo the same test AUCs as medium_quality's zoo
     # (within 0.02 for every outcome, controls at chance) in a third of the job's time (96 s vs 281 s),
-    # measured 2026-12-04 (README, Benchmarks). TrainingHyperparameters="" brings the presets' zoo back.
+    # measured 2026-12-04 (docs/benchmarks.md, "Model zoo locally"). TrainingHyperparameters="" brings the
+    # presets' zoo back.
     "TrainingHyperparameters": '{"GBM": {}, "LR": {}}',
 }
 

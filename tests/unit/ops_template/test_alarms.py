@@ -58,8 +58,8 @@ def test_every_alarm_pages_the_topic_and_says_what_to_do() -> None:
 
 
 def test_every_alarm_is_in_the_runbook_table() -> None:
-    readme = (REPO / "README.md").read_text()
-    runbook = readme.split("## On-call runbook", 1)[1].split("\n## ", 1)[0]
+    page = (REPO / "docs" / "runbook.md").read_text()
+    runbook = page.split("\n## Alarms\n", 1)[1].split("\n## ", 1)[0]
     for alarm in ALARMS.values():
         short = alarm["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("mmpipe-${Stage}-")
         assert f"`{short}`" in runbook, short
@@ -183,8 +183,8 @@ def test_alarms_can_publish_to_the_encrypted_topic() -> None:
     # CloudWatch cannot use the AWS managed key alias/aws/sns: the topic needs a key whose policy lets
     # cloudwatch.amazonaws.com encrypt, and the state machine (the other publisher) needs the key too.
     resources = TPL["Resources"]
-    assert resources["RunNotificationTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "NotificationKey"}
-    statements = resources["NotificationKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert resources["RunNotificationTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "PipelineKey"}
+    statements = resources["PipelineKey"]["Properties"]["KeyPolicy"]["Statement"]
     cloudwatch = [s for s in statements if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"]
     assert len(cloudwatch) == 1
     assert set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
@@ -194,7 +194,7 @@ def test_alarms_can_publish_to_the_encrypted_topic() -> None:
         for p in machine
         if isinstance(p, dict) and "Statement" in p
         for s in p["Statement"]
-        if s.get("Resource") == {"Fn::GetAtt": ["NotificationKey", "Arn"]}
+        if s.get("Resource") == {"Fn::GetAtt": ["PipelineKey", "Arn"]}
     ]
     assert kms
     assert {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(kms[0]["Action"])
@@ -216,7 +216,11 @@ def test_tracing_and_powertools_settings_are_on_for_every_function() -> None:
         assert not overridden, logical_id
     machine = TPL["Resources"]["PipelineStateMachine"]["Properties"]
     assert machine["Tracing"] == {"Enabled": True}
-    assert machine["Logging"]["Level"] == "ALL"
+    # Every transition is logged by default (what the runbook reads), without states' input and output.
+    assert machine["Logging"]["Level"] == {"Ref": "StateMachineLogLevel"}
+    assert TPL["Parameters"]["StateMachineLogLevel"]["Default"] == "ALL"
+    assert machine["Logging"]["IncludeExecutionData"] == {"Fn::If": ["LogExecutionData", True, False]}
+    assert TPL["Parameters"]["StateMachineLogExecutionData"]["Default"] == "false"
 
 
 def test_alarm_names_are_unique_and_readable() -> None:

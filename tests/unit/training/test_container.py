@@ -5,11 +5,23 @@ from __future__ import annotations
 import re
 from importlib.metadata import PackageNotFoundError, version
 
-from tests.container_build import dockerfile_instructions, requirement_pins
+from tests.container_build import (
+    GLIBC_MINOR,
+    assert_installs_one_lock,
+    assert_lock_compiled_from,
+    canonical,
+    dockerfile_instructions,
+    lock_command,
+    lock_platform_glibc,
+    option,
+    pip_installs,
+    requirement_pins,
+)
 from tests.unit.training.conftest import JOB_HOME
 
 DOCKERFILE = JOB_HOME / "Dockerfile"
 REQUIREMENTS = JOB_HOME / "requirements.txt"
+LOCK = JOB_HOME / "requirements.lock"
 
 
 def _instructions() -> list[tuple[str, list[str]]]:
@@ -45,3 +57,20 @@ def test_requirements_pin_the_dev_venvs_versions() -> None:
         assert installed == pinned, f"{name}: requirements.txt {pinned}, venv {installed}"
     for needed in ("autogluon.tabular", "lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "plotly"):
         assert needed in pins
+
+
+def test_the_lock_is_requirements_txt_hashed_and_compiled_for_the_base_image() -> None:
+    locked = assert_lock_compiled_from(LOCK, REQUIREMENTS)
+    # requirements.txt pins every transitive package already: the lock adds hashes, not packages.
+    assert set(locked) == {canonical(name) for name in _pins()}
+    base = next(
+        args[0] for op, args in _instructions() if op == "ARG" and args[0].startswith("PYTHON_IMAGE=")
+    )
+    python, distro = re.fullmatch(r"PYTHON_IMAGE=python:([\d.]+)-slim-(\w+)", base).groups()
+    assert lock_platform_glibc(LOCK) == GLIBC_MINOR[distro], f"{LOCK.name} not resolved for {distro}"
+    assert option(lock_command(LOCK), "--python-version") == python
+
+
+def test_the_dockerfile_installs_only_the_lock_hash_checked() -> None:
+    installs = pip_installs(_instructions())
+    assert [assert_installs_one_lock(install, JOB_HOME) for install in installs] == [LOCK.name]
