@@ -29,7 +29,7 @@ from mmhealth.contracts import (
     TableCommit,
     TrainingRun,
 )
-from mmhealth.imaging.radiomics import job_name
+from mmhealth.imaging.radiomics_job import job_name
 from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.naming import run_name
 from mmhealth.training import job as training

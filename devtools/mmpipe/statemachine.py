@@ -44,7 +44,7 @@ def _retry() -> list[dict[str, Any]]:
             "BackoffRate": 2.0,
             "MaxDelaySeconds": 30,
             "JitterStrategy": "FULL",
-        }
+        },
     ]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from mmhealth.contracts import FileKind
+from mmhealth.genomic.annotation import is_annotation_header
 
 SNIFF_BYTES = 64 * 1024
 # A linkage file (mmhealth.identity.linkage): by name, or by its header line.
@@ -109,8 +110,6 @@ def _decompressed_text(head: bytes) -> str | None:
 
 
 def _vcf_kind(key: str, text: str) -> FileKind:
-    from mmhealth.genomic.vcf import is_annotation_header  # cyvcf2 only when it is a VCF
-
     header = [line for line in text.splitlines() if line.startswith("#")]
     if PurePosixPath(key).name.lower().startswith("clinvar") or is_annotation_header(header):
         return "annotation"

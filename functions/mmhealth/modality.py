@@ -17,9 +17,9 @@ import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression
 
 from mmhealth import quarantine, storage, superseded
+from mmhealth.chunks import load_chunk
 from mmhealth.contracts import (
     CatalogResult,
-    Chunk,
     ChunkRef,
     ChunkStatus,
     ManifestFile,
@@ -32,6 +32,7 @@ from mmhealth.contracts import (
 from mmhealth.errors import InvalidInputError, SupersededObject
 from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.lakehouse.parquet import read_parquet, write_parquet
 from mmhealth.observability import MetricUnit, logger, metrics, timed, tracer
 from mmhealth.settings import settings
 
@@ -56,10 +57,6 @@ class Converted:
 # One file on local disk -> Converted. Raises InvalidInputError when the whole file is unusable.
 FileConverter = Callable[[ManifestFile, Path, str], Converted]
 OwnedBy = Callable[[pa.Table], BooleanExpression]
-
-
-def load_chunk(ref: ChunkRef) -> Chunk:
-    return Chunk.model_validate(storage.read_json(settings().lake_bucket, ref.key))
 
 
 @tracer.capture_method
@@ -110,9 +107,9 @@ def import_chunk(
             staged.append(file)
     for name, pieces in tables.items():
         part = pa.concat_tables(pieces, promote_options="default")
-        storage.write_parquet(lake, paths.staged_part(ref.modality, name, ref.chunk_id), part)
+        write_parquet(lake, paths.staged_part(ref.modality, name, ref.chunk_id), part)
         parts += 1
-    # Per modality (README, on-call runbook); FilesQuarantined is counted where each record is written.
+    # Per modality (docs/runbook.md, Metrics); FilesQuarantined is counted where each record is written.
     metrics.add_dimensioned_metric("FilesIngested", MetricUnit.Count, len(staged), modality=ref.modality)
     metrics.add_dimensioned_metric("RowsStaged", MetricUnit.Count, rows, modality=ref.modality)
     seconds = round(time.monotonic() - started, 3)
@@ -134,28 +131,6 @@ def import_chunk(
     return status, staged
 
 
-def discard_chunk(ref: ChunkRef, stage: str, error: str, cause: str) -> ChunkStatus:
-    """A chunk failed beyond retries: quarantine all its files with the cause and drop their staged parts."""
-    lake = settings().lake_bucket
-    chunk = load_chunk(ref)
-    staged_prefix = RunPaths(ref.run_id).staging_prefix(ref.modality)
-    doomed = [
-        k for k in storage.list_keys(lake, staged_prefix) if PurePosixPath(k).stem == f"part-{ref.chunk_id}"
-    ]
-    storage.delete_keys(lake, doomed)
-    for file in chunk.files:
-        quarantine.record(
-            lake,
-            ref.run_id,
-            file.object,
-            modality=ref.modality,
-            stage="poll" if stage == "poll" else "import",
-            reason=error,
-            detail=cause,
-        )
-    return ChunkStatus(chunk=ref, status="FAILED", quarantined=len(chunk.files))
-
-
 @dataclass(frozen=True)
 class FileGroupProblem:
     """Files that are fine one by one but wrong together (an inconsistent DICOM series)."""
@@ -173,9 +148,7 @@ def read_staged(run_id: str, modality: Modality, names: Iterable[str]) -> dict[s
     for name in names:
         keys = sorted(storage.list_keys(lake, paths.staging_prefix(modality, name)))
         if keys:
-            staged[name] = pa.concat_tables(
-                [storage.read_parquet(lake, k) for k in keys], promote_options="default"
-            )
+            staged[name] = pa.concat_tables([read_parquet(lake, k) for k in keys], promote_options="default")
     return staged
 
 

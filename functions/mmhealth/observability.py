@@ -11,7 +11,7 @@ Metrics (namespace `mmpipe`, dimension `service` = mmpipe-<stage>, set by the te
   apart instead and published as its own EMF document when `@metrics.log_metrics` flushes, also when the
   handler raises (a failed job's JobsFailed is recorded just before the poll raises).
 Dimension values are a modality or a job kind; never a patient id, a file name or a run id.
-The README's on-call runbook lists every metric; the dashboard and alarms in template.yaml use them.
+docs/runbook.md (Metrics) lists every metric; the dashboard and alarms in template.yaml use them.
 """
 
 from __future__ import annotations

@@ -7,13 +7,10 @@ object in the landing bucket is never touched.
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from mmhealth import storage
 from mmhealth.contracts import QuarantineRecord, S3Object, Stage
 from mmhealth.errors import InvalidInputError
 from mmhealth.lakehouse.layout import RunPaths
-from mmhealth.lakehouse.schemas import OPS_QUARANTINE
 from mmhealth.observability import MetricUnit, logger, metrics
 
 
@@ -75,7 +72,3 @@ def record_invalid(
 def load_run_records(lake_bucket: str, run_id: str) -> list[QuarantineRecord]:
     keys = sorted(storage.list_keys(lake_bucket, RunPaths(run_id).quarantine_prefix))
     return [QuarantineRecord.model_validate(storage.read_json(lake_bucket, k)) for k in keys]
-
-
-def to_arrow(records: list[QuarantineRecord]) -> pa.Table:
-    return pa.Table.from_pylist([r.model_dump() for r in records], schema=OPS_QUARANTINE)

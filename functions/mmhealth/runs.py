@@ -1,16 +1,15 @@
-"""Run-level logic: Prepare (the closed wave -> manifest, per-modality work, config) and Finalize (quarantine +
-summary)."""
+"""Run-level logic of Prepare: the closed wave -> the run manifest, per-modality work, the run config.
+
+Finalize, which commits to Iceberg, is mmhealth.finalize: this module ships in the functions without Arrow."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
-from pyiceberg.expressions import BooleanExpression, EqualTo
 
-from mmhealth import ledger, quarantine, storage, superseded
+from mmhealth import ledger, quarantine, storage
 from mmhealth.contracts import (
     KIND_TO_MODALITY,
     MODALITIES,
@@ -22,7 +21,6 @@ from mmhealth.contracts import (
     utc_now,
 )
 from mmhealth.errors import ManifestError
-from mmhealth.lakehouse.catalog import record_superseded, replace_rows
 from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.settings import Settings
 
@@ -152,112 +150,6 @@ def build_manifest(
     )
     storage.write_json(cfg.lake_bucket, paths.manifest, manifest.model_dump())
     return manifest
-
-
-def finalize(
-    run_id: str,
-    branches: list[dict[str, Any]],
-    unknown: int,
-    files: dict[str, int],
-    cfg: Settings,
-    features: dict[str, Any] | None = None,
-    training: dict[str, Any] | None = None,
-    delivery: dict[str, Any] | None = None,
-    scoring: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Commit the run's quarantine records to ops.quarantine, write and return the run summary.
-
-    `files` is Prepare's count per modality: a modality with files but no branch in the state machine
-    is reported as not ingested rather than silently dropped.
-    """
-    records = quarantine.load_run_records(cfg.lake_bucket, run_id)
-    if records:
-        replace_rows("ops.quarantine", quarantine.to_arrow(records), run_id, _rows_of_run(run_id))
-    overwritten = superseded.load_run_records(cfg.lake_bucket, run_id)
-    record_superseded(overwritten, run_id, f"{run_id}#superseded#{superseded.LANDING}")
-    modalities: dict[str, Any] = {}
-    failures: list[str] = []
-    for branch in branches:
-        name = branch.get("modality", "?")
-        if branch.get("skipped"):
-            modalities[name] = {"status": "skipped"}
-        elif branch.get("failed"):
-            error = branch.get("error") or {}
-            cause = short_cause(error.get("Cause", ""))
-            modalities[name] = {"status": "failed", "error": error.get("Error"), "cause": cause}
-            failures.append(f"{name}: {error.get('Error')}: {cause}")
-        else:
-            modalities[name] = {
-                "status": "ingested",
-                "tables": {c["table"]: c["rows_added"] for c in branch.get("commits", [])},
-                "quarantined": branch.get("quarantined", 0),
-            }
-    for name, count in files.items():
-        if count and name not in modalities:
-            modalities[name] = {
-                "status": "not-ingested",
-                "files": count,
-                "cause": "no branch for this modality yet",
-            }
-    for name, entry in modalities.items():
-        entry.setdefault("files", files.get(name, 0))
-    features = _step_outcome("features", features, failures)
-    training = _step_outcome("training", training, failures)
-    scoring = _step_outcome("scoring", scoring, failures)
-    summary = {
-        "run_id": run_id,
-        "delivery": delivery,
-        "status": "FAILED" if failures else "SUCCEEDED",
-        "finished_at": utc_now(),
-        "modalities": modalities,
-        "features": features,
-        "training": _training_summary(training),
-        "scoring": _scoring_summary(scoring),
-        "quarantined": len(records),
-        "superseded_objects": overwritten.num_rows,
-        "unknown_files": unknown,
-        "cause": "; ".join(failures) if failures else None,
-    }
-    storage.write_json(cfg.lake_bucket, RunPaths(run_id).summary, summary)
-    return summary
-
-
-def _step_outcome(step: str, outcome: dict[str, Any] | None, failures: list[str]) -> dict[str, Any]:
-    """A run-level step's {"result": ...}, or the error its Catch put there (recorded as a failure)."""
-    outcome = outcome or {}
-    if "Error" in outcome:
-        cause = short_cause(str(outcome.get("Cause", "")))
-        failures.append(f"{step}: {outcome['Error']}: {cause}")
-        return {"status": "failed", "error": outcome["Error"], "cause": cause}
-    result: dict[str, Any] = outcome.get("result") or {"skipped": True}
-    return result
-
-
-def _training_summary(training: dict[str, Any]) -> dict[str, Any]:
-    """What a reader of the run needs of its training: the artifacts and the headline metrics."""
-    if training.get("status") == "failed" or training.get("skipped") is True:
-        return training
-    keys = ("skipped", "dataset_id", "model_uri", "report_uri", "metrics_uri", "headline")
-    summary = {k: training[k] for k in keys if training.get(k) is not None}
-    if training.get("job"):
-        summary["job"] = training["job"].get("job_id")
-    return summary
-
-
-def _scoring_summary(scoring: dict[str, Any]) -> dict[str, Any]:
-    """What a reader of the run needs of its scoring: which model on which snapshot, rows per outcome."""
-    if scoring.get("status") == "failed" or scoring.get("skipped") is True:
-        return scoring
-    keys = ("skipped", "model_id", "dataset_id", "rows", "outcomes", "endpoint")
-    summary = {k: scoring[k] for k in keys if scoring.get(k) not in (None, {})}
-    if scoring.get("job"):
-        summary["job"] = scoring["job"].get("job_id")
-    return summary
-
-
-def _rows_of_run(run_id: str) -> Callable[[Any], BooleanExpression]:
-    # pyiceberg's predicates are pydantic models whose __new__ mypy cannot see through.
-    return lambda _rows: EqualTo("run_id", run_id)  # type: ignore[call-arg, arg-type]
 
 
 def short_cause(cause: str) -> str:

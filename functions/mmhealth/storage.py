@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -12,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pyarrow as pa
-import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from mmhealth.contracts import S3Object
@@ -144,14 +141,3 @@ def delete_keys(bucket: str, keys: list[str]) -> None:
         batch = [{"Key": k} for k in keys[start : start + 1000]]
         if batch:
             client("s3").delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-
-
-def write_parquet(bucket: str, key: str, table: pa.Table) -> None:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    client("s3").put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
-
-
-def read_parquet(bucket: str, key: str) -> pa.Table:
-    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    return pq.read_table(io.BytesIO(body))

@@ -8,12 +8,11 @@ committed to `ops.superseded` (table "landing") by Finalize, never read under th
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import Any
 
 from mmhealth import storage
 from mmhealth.contracts import S3Object, utc_now
 from mmhealth.lakehouse.layout import RunPaths
-from mmhealth.lakehouse.schemas import OPS_SUPERSEDED
 
 LANDING = "landing"
 
@@ -38,7 +37,7 @@ def record_object(lake_bucket: str, run_id: str, obj: S3Object) -> None:
     storage.write_json(lake_bucket, RunPaths(run_id).superseded(obj.object_id), record)
 
 
-def load_run_records(lake_bucket: str, run_id: str) -> pa.Table:
-    """The run's object supersession records as OPS_SUPERSEDED rows."""
+def load_run_records(lake_bucket: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's object supersession records (rows of ops.superseded, committed by Finalize)."""
     keys = sorted(storage.list_keys(lake_bucket, RunPaths(run_id).superseded_prefix))
-    return pa.Table.from_pylist([storage.read_json(lake_bucket, k) for k in keys], schema=OPS_SUPERSEDED)
+    return [storage.read_json(lake_bucket, k) for k in keys]

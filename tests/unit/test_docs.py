@@ -16,8 +16,6 @@ import pytest
 from tests.conftest import REPO
 
 README_MAX_LINES = 200
-# Linked from the README while their owners write them; a link to them is checked once they exist.
-PENDING_PAGES = {"docs/security.md", "docs/dependencies.md"}
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -60,7 +58,7 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
-def broken_links(page: Path, root: Path, pending: frozenset[str] = frozenset()) -> list[str]:
+def broken_links(page: Path, root: Path) -> list[str]:
     """Every relative link of `page` whose file, or anchor in a Markdown file, does not exist."""
     problems = []
     for number, line in enumerate(prose_lines(page.read_text(encoding="utf-8")), start=1):
@@ -76,8 +74,7 @@ def broken_links(page: Path, root: Path, pending: frozenset[str] = frozenset()) 
                 problems.append(f"{where} (outside the repository)")
                 continue
             if not resolved.exists():
-                if relative not in pending:
-                    problems.append(f"{where} (no such file)")
+                problems.append(f"{where} (no such file)")
                 continue
             if anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
                 problems.append(f"{where} (no such heading in {relative})")
@@ -90,7 +87,7 @@ def pages() -> list[Path]:
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(REPO).as_posix())
 def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
-    assert broken_links(page, REPO, frozenset(PENDING_PAGES)) == []
+    assert broken_links(page, REPO) == []
 
 
 def test_the_readme_is_a_front_page() -> None:
@@ -119,10 +116,11 @@ def test_the_checker_finds_a_missing_file_a_missing_anchor_and_ignores_code(tmp_
         "# Title\n\n"
         "[ok](docs/a.md#logs-where-and-how) [repeat](docs/a.md#logs-where-and-how-1) [self](#title)\n"
         "![img](docs/missing.png) [gone](docs/a.md#logs) [web](https://example.org/x)\n"
-        "[pending](docs/later.md) `[in code](nowhere.md)`\n"
+        "[later](docs/later.md) `[in code](nowhere.md)`\n"
         "```\n[in a fence](nowhere.md)\n```\n"
     )
-    assert broken_links(page, tmp_path, frozenset({"docs/later.md"})) == [
+    assert broken_links(page, tmp_path) == [
         "README.md:4: docs/missing.png (no such file)",
         "README.md:4: docs/a.md#logs (no such heading in docs/a.md)",
+        "README.md:5: docs/later.md (no such file)",
     ]

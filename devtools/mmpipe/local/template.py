@@ -235,6 +235,14 @@ class _ConditionEvaluator:
                 return all(self._evaluate(v) for v in argument)
             if function == "Fn::Or":
                 return any(self._evaluate(v) for v in argument)
+            if function == "Fn::Join":  # e.g. a CommaDelimitedList parameter joined to test it for emptiness
+                delimiter, items = argument
+                values = (
+                    [self._evaluate(v) for v in items] if isinstance(items, list) else self._evaluate(items)
+                )
+                if isinstance(values, str):  # a CommaDelimitedList parameter's value
+                    values = values.split(",") if values else []
+                return str(delimiter).join(str(v) for v in values)
             if function == "Fn::FindInMap":
                 name, top, second = (str(self._evaluate(v)) for v in argument)
                 return self._mappings[name][top][second]

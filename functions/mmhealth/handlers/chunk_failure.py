@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mmhealth import modality
+from mmhealth import chunks
 from mmhealth.contracts import ChunkRef, RunConfig
 from mmhealth.observability import logger, metrics, tracer
 from mmhealth.runs import short_cause
@@ -22,7 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     name = str(error.get("Error") or "ChunkFailed")
     cause = short_cause(str(error.get("Cause") or ""))
     logger.error("chunk failed; quarantining its files", extra={"chunk_id": ref.chunk_id, "error": name})
-    status = modality.discard_chunk(ref, stage, name, cause)
+    status = chunks.discard_chunk(ref, stage, name, cause)
     return status.model_copy(
         update={"config": RunConfig.model_validate(event.get("config") or {})}
     ).model_dump()

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mmhealth import runs
+from mmhealth import finalize
 from mmhealth.observability import logger, metrics, tracer
 from mmhealth.settings import settings
 
@@ -15,7 +15,7 @@ from mmhealth.settings import settings
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summary = runs.finalize(
+    summary = finalize.finalize(
         event["run_id"],
         event.get("modalities") or [],
         int(event.get("unknown", 0)),

@@ -1,6 +1,6 @@
 """Genomic Poll: one look at the chunk's HealthOmics import job; the state machine waits between looks."""
 
-from mmhealth.genomic import importer
-from mmhealth.handlers.modality_handlers import poll_handler
+from mmhealth.genomic import healthomics_job
+from mmhealth.handlers.job_handlers import poll_handler
 
-lambda_handler = poll_handler(importer.poll_backend_import)
+lambda_handler = poll_handler(healthomics_job.poll_backend_import)

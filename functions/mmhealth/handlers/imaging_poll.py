@@ -1,6 +1,6 @@
 """Imaging Poll: one look at the chunk's HealthImaging import job; the state machine waits between looks."""
 
-from mmhealth.handlers.modality_handlers import poll_handler
-from mmhealth.imaging import importer
+from mmhealth.handlers.job_handlers import poll_handler
+from mmhealth.imaging import healthimaging_job
 
-lambda_handler = poll_handler(importer.poll_backend_import)
+lambda_handler = poll_handler(healthimaging_job.poll_backend_import)

@@ -1,4 +1,5 @@
-"""The Import and Catalog handlers every modality shares, built from the modality's own pieces.
+"""The Import and Catalog handlers every modality shares, built from the modality's own pieces (the Poll
+handler is mmhealth.handlers.job_handlers).
 
 A modality's handler module is then one line (`lambda_handler = catalog_handler("clinical", OWNERS)`),
 and the decorators, event parsing and output shape cannot drift between modalities.
@@ -8,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mmhealth import modality
-from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, Modality, PolledJob, RunConfig
+from mmhealth.contracts import ChunkRef, ChunkStatus, ManifestFile, Modality, RunConfig
+from mmhealth.handlers.job_handlers import Handler
 from mmhealth.observability import logger, metrics, tracer
 
-Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
-P = TypeVar("P", bound=PolledJob)
 # Optionally starts an operational-backend import for the staged files (the Poll loop then follows it).
 BackendStarter = Callable[[ChunkStatus, list[ManifestFile], datetime | None], ChunkStatus]
 
@@ -37,34 +37,6 @@ def import_handler(convert: modality.FileConverter, start_backend: BackendStarte
             started_at = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None
             status = start_backend(status, staged, started_at)
         return status.model_dump()
-
-    return lambda_handler
-
-
-def poll_handler(look: Callable[[P], P], model: type[P] = ChunkStatus) -> Handler:  # type: ignore[assignment]
-    """Poll: one look at a backend job (the state machine waits, with backoff, between looks)."""
-
-    @logger.inject_lambda_context(correlation_id_path="chunk.run_id" if model is ChunkStatus else "run_id")
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics
-    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        status = model.model_validate(event)
-        if status.job is None:
-            raise ValueError(f"{status.subject}: Poll reached without a backend job")
-        return look(status).model_dump()
-
-    return lambda_handler
-
-
-def run_job_start_handler(start: Callable[[str, RunConfig, dict[str, Any] | None], PolledJob]) -> Handler:
-    """Start of a run-level job (training, scoring): the run id, its config and the Features outcome in."""
-
-    @logger.inject_lambda_context(correlation_id_path="run_id")
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics
-    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        config = RunConfig.model_validate(event.get("config") or {})
-        return start(event["run_id"], config, event.get("features")).model_dump()
 
     return lambda_handler
 

@@ -1,7 +1,7 @@
 """Radiomics Poll: one look at the run's radiomics job; the state machine waits, with backoff, between looks."""
 
 from mmhealth.contracts import RadiomicsRun
-from mmhealth.handlers.modality_handlers import poll_handler
-from mmhealth.imaging import radiomics
+from mmhealth.handlers.job_handlers import poll_handler
+from mmhealth.imaging import radiomics_job
 
-lambda_handler = poll_handler(radiomics.poll, RadiomicsRun)
+lambda_handler = poll_handler(radiomics_job.poll, RadiomicsRun)

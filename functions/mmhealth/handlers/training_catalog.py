@@ -6,11 +6,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mmhealth.contracts import TrainingRun
 from mmhealth.observability import logger, metrics, tracer
-from mmhealth.training import job
+from mmhealth.training import catalog
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return job.catalog(TrainingRun.model_validate(event)).model_dump()
+    return catalog.catalog(TrainingRun.model_validate(event)).model_dump()

@@ -22,17 +22,15 @@ healthimaging/<run>/<chunk>/image_sets.json, which the catalog step writes into 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 from pyiceberg.expressions import And, BooleanExpression, In
 
-from mmhealth import modality, polling, quarantine, storage
+from mmhealth import modality, storage
 from mmhealth.contracts import (
     CatalogResult,
     ChunkRef,
@@ -44,12 +42,14 @@ from mmhealth.contracts import (
 )
 from mmhealth.errors import PipelineError, TransientError
 from mmhealth.imaging import dicom, healthimaging, series
+from mmhealth.imaging.healthimaging_job import healthimaging_prefix
 from mmhealth.lakehouse import layout
 from mmhealth.lakehouse.catalog import read_table, replace_rows, snapshot_id
 from mmhealth.lakehouse.imaging_tables import IMAGING_INSTANCES
 from mmhealth.lakehouse.layout import RunPaths
+from mmhealth.lakehouse.parquet import read_parquet
 from mmhealth.modality import Converted, FileGroupProblem, OwnedBy
-from mmhealth.observability import MetricUnit, job_failed, logger, metrics, timed
+from mmhealth.observability import MetricUnit, logger, metrics, timed
 from mmhealth.settings import settings
 
 INSTANCES = "imaging.instances"
@@ -223,10 +223,6 @@ def _empty_instances() -> pa.Table:
 # ------------------------------------------------------------------------------- HealthImaging backend
 
 
-def healthimaging_prefix(ref: ChunkRef) -> str:
-    return layout.healthimaging_prefix(ref.run_id, ref.chunk_id)
-
-
 def start_backend_import(
     status: ChunkStatus, staged: list[ManifestFile], execution_started_at: datetime | None = None
 ) -> ChunkStatus:
@@ -280,64 +276,9 @@ def start_backend_import(
     )
 
 
-def poll_backend_import(status: ChunkStatus) -> ChunkStatus:
-    """One look at the chunk's HealthImaging import; once ended, rejected files are quarantined and the
-    series' image set ids recorded for the catalog step."""
-    assert status.job is not None
-    cfg = settings()
-    if not cfg.healthimaging_datastore_id:
-        raise PipelineError("a HealthImaging job is being polled but HEALTHIMAGING_DATASTORE_ID is not set")
-    datastore, lake, prefix = (
-        cfg.healthimaging_datastore_id,
-        cfg.lake_bucket,
-        healthimaging_prefix(status.chunk),
-    )
-    state, messages = healthimaging.job_status(
-        storage.client("medical-imaging"), datastore_id=datastore, job_id=status.job.job_id
-    )
-    logger.info(
-        "backend job polled", extra={"job_id": status.job.job_id, "state": state, "attempt": status.attempt}
-    )
-    if state == "IN_PROGRESS":
-        return polling.next_poll(status)
-    origins: dict[str, Any] = storage.read_json(lake, f"{prefix}origins.json")
-    files: dict[str, dict[str, str]] = origins["files"]
-    outcome = healthimaging.import_outcome(
-        storage.client("s3"), f"s3://{lake}/{prefix}output/", status.job.job_id, datastore_id=datastore
-    )
-    for n, failure in enumerate(outcome.failures):
-        origin = files.get(failure.input_file or "")
-        obj = _object(origin) if origin else _object({"bucket": lake, "key": f"{prefix}input/", "etag": "-"})
-        quarantine.record(
-            lake, status.chunk.run_id, obj, modality="imaging", stage="poll",
-            reason="healthimaging-rejected", detail=failure.detail, n=n,
-        )  # fmt: skip
-    image_sets = {k: list(v) for k, v in origins["known"].items()}
-    for uid, ids in outcome.image_sets_by_series({k: v["series_uid"] for k, v in files.items()}).items():
-        image_sets[uid] = [*ids, *(i for i in image_sets.get(uid, []) if i not in ids)]
-    storage.write_json(lake, f"{prefix}image_sets.json", image_sets)
-    if outcome.non_primary:
-        logger.warning("HealthImaging made non-primary image sets", extra={"image_sets": outcome.non_primary})
-    if state == "FAILED" and not outcome.failures:
-        obj = _object({"bucket": lake, "key": f"{prefix}input/", "etag": "-"})
-        detail = "; ".join(messages) or "job FAILED without details"
-        quarantine.record(
-            lake, status.chunk.run_id, obj, modality="imaging", stage="poll",
-            reason="healthimaging-import-failed", detail=detail, n=len(outcome.failures),
-        )  # fmt: skip
-    quarantined = status.quarantined + len(outcome.failures) + int(state == "FAILED" and not outcome.failures)
-    if state == "FAILED":
-        job_failed("healthimaging")
-    return status.model_copy(update={"status": state, "quarantined": quarantined})
-
-
-def _object(origin: Mapping[str, str]) -> S3Object:
-    return S3Object(bucket=origin["bucket"], key=origin["key"], etag=origin["etag"])
-
-
 def _staged_instances(ref: ChunkRef, staged: list[ManifestFile]) -> pa.Table:
     lake, paths = settings().lake_bucket, RunPaths(ref.run_id)
-    rows = storage.read_parquet(lake, paths.staged_part("imaging", INSTANCES, ref.chunk_id))
+    rows = read_parquet(lake, paths.staged_part("imaging", INSTANCES, ref.chunk_id))
     ids = pa.array([f.object.object_id for f in staged], pa.string())
     return rows.filter(pc.is_in(rows["object_id"], value_set=ids)).select(
         ["series_uid", "sop_uid", "object_id"]

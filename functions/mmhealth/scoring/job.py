@@ -17,16 +17,15 @@ doubles them.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
-from mmhealth import polling, storage
+from mmhealth import storage
 from mmhealth.contracts import JobHandle, RunConfig, ScoringRun, TableCommit
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse import layout
@@ -34,17 +33,12 @@ from mmhealth.lakehouse.catalog import replace_rows
 from mmhealth.lakehouse.schemas import FEATURES_PREDICTIONS
 from mmhealth.observability import logger
 from mmhealth.scoring import endpoint
+from mmhealth.scoring.processing_job import job_name
 from mmhealth.settings import Settings, settings
 from mmhealth.training import models
 
 PREDICTIONS = "features.predictions"
 PROCESSING = "/opt/ml/processing"
-_RUNNING = {"InProgress", "Stopping"}
-
-
-def job_name(run_id: str) -> str:
-    """`mmpipe-score-<20 hex of sha256(run)>`: within SageMaker's name rules (<= 63, [A-Za-z0-9-])."""
-    return f"mmpipe-score-{hashlib.sha256(run_id.encode()).hexdigest()[:20]}"
 
 
 def start(run_id: str, config: RunConfig, features: dict[str, Any] | None = None) -> ScoringRun:
@@ -167,24 +161,6 @@ def _create_processing_job(
             raise
         logger.info("scoring job adopted", extra={"job": name})
     logger.info("scoring job started", extra={"job": name, "model_id": model["model_id"]})
-
-
-def job_status(client: Any, job: JobHandle) -> tuple[Literal["IN_PROGRESS", "COMPLETED", "FAILED"], str]:
-    described = client.describe_processing_job(ProcessingJobName=job.job_id)
-    status = described["ProcessingJobStatus"]
-    if status in _RUNNING:
-        return "IN_PROGRESS", ""
-    if status == "Completed":
-        return "COMPLETED", ""
-    reason = described.get("ExitMessage") or described.get("FailureReason") or "no reason given"
-    return "FAILED", f"scoring job {job.job_id} {status}: {reason}"
-
-
-def poll(run: ScoringRun) -> ScoringRun:
-    """PollScoring: one look at the job; raises BackendJobFailed (the run fails, with the job's reason)."""
-    assert run.job is not None
-    job = run.job
-    return polling.poll_job(run, "scoring", lambda: job_status(storage.client("sagemaker"), job))
 
 
 def catalog(run: ScoringRun) -> ScoringRun:

@@ -18,30 +18,25 @@ run's TrainingRun says why it skipped. One training job per run; a run is one wa
 answers CreateTrainingJob/DescribeTrainingJob by running the same entry point in a subprocess.
 
 Idempotency: the job name derives from the run id; a retried start that finds the name taken adopts it.
+
+Start and Poll are here and read only S3 and SageMaker, so those functions ship the core set; the Catalog
+step commits to Iceberg and is mmhealth.training.catalog (functions/Makefile).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import tarfile
 from typing import Any, Literal
 
-import pyarrow as pa
 from botocore.exceptions import ClientError
 
 from mmhealth import polling, storage
-from mmhealth.contracts import JobHandle, RunConfig, TableCommit, TrainingRun
+from mmhealth.contracts import JobHandle, RunConfig, TrainingRun
 from mmhealth.errors import BackendJobFailed
 from mmhealth.lakehouse import layout
-from mmhealth.lakehouse.catalog import replace_rows
-from mmhealth.lakehouse.schemas import FEATURES_METRICS
 from mmhealth.observability import logger
 from mmhealth.settings import Settings, settings
-from mmhealth.training import dataset, models
 
-METRICS = "features.metrics"
 DATASET_CHANNEL = "dataset"
 REPORT_FILES = (
     "metrics.json",
@@ -92,7 +87,7 @@ def start(run_id: str, config: RunConfig, features: dict[str, Any] | None = None
     cfg = settings()
     name = job_name(run_id)
     output = f"s3://{cfg.lake_bucket}/{prefix(run_id)}"
-    uri = f"s3://{cfg.lake_bucket}/{dataset.prefix(dataset_id)}"
+    uri = f"s3://{cfg.lake_bucket}/{layout.dataset_prefix(dataset_id)}"
     job = _create_training_job(storage.client("sagemaker"), cfg, name, uri, output, config)
     return idle.model_copy(
         update={
@@ -119,7 +114,7 @@ def _what_to_train(config: RunConfig, features: dict[str, Any]) -> tuple[str, st
     too_few = _too_few_cases(lake, dataset_id)
     if too_few is not None:
         return too_few, None
-    trained = _read_optional(lake, f"{dataset.prefix(dataset_id)}trained.json")
+    trained = _read_optional(lake, f"{layout.dataset_prefix(dataset_id)}trained.json")
     if trained is not None:
         return f"dataset {dataset_id} already has a model (run {trained.get('run_id')})", None
     return "", dataset_id
@@ -131,7 +126,7 @@ MIN_CASES_PER_CLASS = 5
 
 def _too_few_cases(lake: str, dataset_id: str) -> str | None:
     """Why the snapshot cannot train any outcome (too few labelled patients), or None."""
-    manifest = _read_optional(lake, f"{dataset.prefix(dataset_id)}manifest.json") or {}
+    manifest = _read_optional(lake, f"{layout.dataset_prefix(dataset_id)}manifest.json") or {}
     counts = {
         outcome: (int(c.get("positives", 0)), int(c.get("eligible", 0)) - int(c.get("positives", 0)))
         for outcome, c in (manifest.get("prevalence") or {}).items()
@@ -218,103 +213,3 @@ def poll(run: TrainingRun) -> TrainingRun:
     assert run.job is not None
     job = run.job
     return polling.poll_job(run, "training", lambda: job_status(storage.client("sagemaker"), job))
-
-
-def catalog(run: TrainingRun) -> TrainingRun:
-    """CatalogTraining: unpack the job's outputs next to the run, commit features.metrics, mark the dataset
-    trained, register the model (features.models); returns the run with the artifacts' URIs and the
-    headline metrics."""
-    if run.job is None:
-        return run
-    lake = settings().lake_bucket
-    base = f"{prefix(run.run_id)}{run.job.job_id}/output/"
-    reports = f"{prefix(run.run_id)}report/"
-    with tarfile.open(fileobj=io.BytesIO(_get(lake, f"{base}output.tar.gz")), mode="r:gz") as archive:
-        for member in archive.getmembers():
-            name = member.name.removeprefix("./")
-            extracted = archive.extractfile(member) if member.isfile() else None
-            if extracted is not None and name in REPORT_FILES:
-                storage.client("s3").put_object(
-                    Bucket=lake, Key=f"{reports}{name}", Body=extracted.read(), **_content_type(name)
-                )
-    metrics = json.loads(_get(lake, f"{reports}metrics.json"))
-    commit = commit_metrics(run.run_id, run.dataset_id or "", metrics)
-    storage.write_json(
-        lake,
-        f"{dataset.prefix(run.dataset_id or '')}trained.json",
-        {"run_id": run.run_id, "job": run.job.job_id, "model": f"s3://{lake}/{base}model.tar.gz"},
-    )
-    catalogued = run.model_copy(
-        update={
-            "model_uri": f"s3://{lake}/{base}model.tar.gz",
-            "report_uri": f"s3://{lake}/{reports}report.html",
-            "metrics_uri": f"s3://{lake}/{reports}metrics.json",
-            "headline": headline_metrics(metrics),
-        }
-    )
-    models.register(catalogued)
-    logger.info("training catalogued", extra={"job": run.job.job_id, "metric_rows": commit.rows_added})
-    return catalogued
-
-
-def _get(bucket: str, key: str) -> bytes:
-    body: bytes = storage.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body
-
-
-def _content_type(name: str) -> dict[str, str]:
-    types = {".html": "text/html; charset=utf-8", ".json": "application/json", ".csv": "text/csv"}
-    suffix = name[name.rfind(".") :]
-    return {"ContentType": types[suffix]} if suffix in types else {}
-
-
-# ---------------------------------------------------------------------------------------- features.metrics
-
-
-def metric_rows(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> pa.Table:
-    """metrics.json -> one features.metrics row per outcome x modality set x metric; the label-shuffle
-    control's rows have modality_set "control"."""
-    rows = []
-    sets = {o: dict(by_set) for o, by_set in metrics.get("metrics", {}).items()}
-    for outcome, control in metrics.get("control", {}).items():
-        sets.setdefault(outcome, {})["control"] = control
-    for outcome, by_set in sets.items():
-        counts = metrics.get("counts", {}).get(outcome, {})
-        for modality_set, by_metric in by_set.items():
-            for metric, estimate in by_metric.items():
-                rows.append(
-                    {
-                        "run_id": run_id,
-                        "dataset_id": dataset_id,
-                        "outcome": outcome,
-                        "modality_set": modality_set,
-                        "metric": metric,
-                        "value": estimate.get("value"),
-                        "ci_low": estimate.get("ci_low"),
-                        "ci_high": estimate.get("ci_high"),
-                        "n_train": counts.get("n_train"),
-                        "n_test": counts.get("n_test"),
-                    }
-                )
-    return pa.Table.from_pylist(rows, schema=FEATURES_METRICS)
-
-
-def commit_metrics(run_id: str, dataset_id: str, metrics: dict[str, Any]) -> TableCommit:
-    """features.metrics keeps every trained model's metrics; a run's rows are owned by its run id."""
-    from pyiceberg.expressions import EqualTo
-
-    rows = metric_rows(run_id, dataset_id, metrics)
-    return replace_rows(METRICS, rows, run_id, lambda _r: EqualTo("run_id", run_id))  # type: ignore[call-arg, arg-type]
-
-
-def headline_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Per outcome: ROC AUC and F1 of the all-modalities model (Notify and the run's output)."""
-    full = (metrics.get("reference_sets") or {}).get("full", "clinical+genomic+imaging")
-    headline = {}
-    for outcome, by_set in metrics.get("metrics", {}).items():
-        values = by_set.get(full) or {}
-        headline[outcome] = {
-            "roc_auc": (values.get("roc_auc") or {}).get("value"),
-            "f1": (values.get("f1") or {}).get("value"),
-        }
-    return headline

@@ -20,7 +20,8 @@ from mmhealth.features.genomic import (
     genomic_features,
     is_pathogenic,
 )
-from mmhealth.genomic.importer import CLINVAR, OWNERS, SAMPLES, VARIANTS, convert_vcf
+from mmhealth.genomic.importer import convert_vcf
+from mmhealth.genomic.tables import CLINVAR, OWNERS, SAMPLES, VARIANTS
 from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.clinical_tables import CLINICAL_TABLES
 from mmhealth.lakehouse.schemas import GENOMIC_CLINVAR, GENOMIC_SAMPLES, GENOMIC_VARIANTS

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pyarrow as pa
 
-from mmhealth.genomic.importer import samples_of
+from mmhealth.genomic.tables import samples_of
 from mmhealth.lakehouse.catalog import read_table, replace_rows
 from mmhealth.lakehouse.schemas import GENOMIC_VARIANTS
 

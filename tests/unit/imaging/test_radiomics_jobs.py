@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from mmhealth.contracts import JobHandle
 from mmhealth.errors import BackendJobFailed
-from mmhealth.imaging.radiomics import job_name, job_status, start_job
+from mmhealth.imaging.radiomics_job import job_name, job_status, start_job
 from mmhealth.settings import Settings
 
 RUN_ID = "2026-11-21-site-a-c65fe4927feac78f4a0c"

@@ -19,7 +19,7 @@ from pydicom import dcmread
 from mmhealth import storage
 from mmhealth.contracts import CatalogResult, ChunkRef, JobHandle, RadiomicsRun, RunConfig, RunManifest
 from mmhealth.handlers import imaging_catalog, imaging_import, radiomics_catalog
-from mmhealth.imaging import radiomics
+from mmhealth.imaging import radiomics, radiomics_job
 from mmhealth.lakehouse.catalog import read_table
 from mmhealth.lakehouse.layout import RunPaths
 from tests.conftest import REPO, FakeLambdaContext
@@ -82,7 +82,7 @@ def radiomics_result(run_id: str, digest: str | None) -> RadiomicsRun:
                      "features": {"original_shape_VoxelVolume": 40.0}}],
     }  # fmt: skip
     storage.write_json(settings_lake(), f"{prefix}output/features/{SERIES_UID}.json", result)
-    job = JobHandle(backend="sagemaker", job_id=radiomics.job_name(run_id))
+    job = JobHandle(backend="sagemaker", job_id=radiomics_job.job_name(run_id))
     catalog = CatalogResult(run_id=run_id, modality="imaging", commits=[], quarantined=0)
     return RadiomicsRun(run_id=run_id, status="COMPLETED", config=CONFIG, catalog=catalog, job=job, series=1)
 

@@ -31,7 +31,7 @@ is 6% of read_genotypes with one sample, 12% with 50; of it, the truncation chec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from mmhealth.errors import InvalidInputError
+from mmhealth.genomic.annotation import is_annotation_header
 from mmhealth.genomic.vcf.clinvar import clinvar_batches
-from mmhealth.genomic.vcf.format import ANNOTATION_INFO, FIXED_COLUMNS, ZYGOSITIES
+from mmhealth.genomic.vcf.format import FIXED_COLUMNS, ZYGOSITIES
 from mmhealth.genomic.vcf.genotypes import genotype_batches, wanted_format_fields
 from mmhealth.genomic.vcf.htslib import HtslibLog, convert
 from mmhealth.genomic.vcf.layout import VcfLayout, scan_layout
@@ -132,16 +133,3 @@ def read_clinvar(
         return clinvar_batches(vcf, layout, lineage, htslib)
 
     return convert(path, GENOMIC_CLINVAR, batches, source_key)
-
-
-def is_annotation_header(header_lines: Iterable[str]) -> bool:
-    """True when the header declares INFO CLNSIG or GENEINFO (a ClinVar-style annotation VCF).
-
-    Reads lines up to `#CHROM`; a partial last line (the caller passes the first few KB) is harmless.
-    """
-    for line in header_lines:
-        if line.startswith("#CHROM") or not line.startswith("#"):
-            return False
-        if ANNOTATION_INFO.match(line):
-            return True
-    return False

@@ -30,7 +30,6 @@ CHUNK_RECORDS = 1 << 16
 UNDECLARED_CONTIG = re.compile(r"Contig '.*' is not defined in the header")
 META_LINE = re.compile(r"##([A-Za-z0-9_.\-]+)=(.*)")
 STRUCTURED_ID = re.compile(r"[<,]ID=([^,>]+)")
-ANNOTATION_INFO = re.compile(r"^##INFO=<(?:.*,)?ID=(?:CLNSIG|GENEINFO)[,>]")
 # REF: the spec's A/C/G/T/N plus the IUPAC codes that reference assemblies themselves contain.
 REF_ALLELE = re.compile(r"[ACGTNRYKMSWBDHVacgtnrykmswbdhv]+")
 # ALT: bases, the '*' overlapping deletion, a symbolic <ID>, or a breakend (paired or single).

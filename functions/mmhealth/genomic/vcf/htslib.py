@@ -10,18 +10,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
+from cyvcf2 import VCF
 
 from mmhealth.errors import InvalidInputError
 from mmhealth.genomic.vcf.format import UNDECLARED_CONTIG
 from mmhealth.genomic.vcf.layout import VcfLayout
 from mmhealth.observability import logger
-
-if TYPE_CHECKING:
-    from cyvcf2 import VCF
-
 
 # --------------------------------------------------------------------------------- htslib's stderr
 
@@ -109,9 +106,6 @@ def _log_htslib_warnings(warnings: list[str], source_key: str) -> None:
 
 def _open_vcf(path: Path, htslib: HtslibLog) -> VCF:
     """Open with cyvcf2; an htslib header error (logged or raised) rejects the file as "vcf-header"."""
-    # Imported here: the trigger imports this module for is_annotation_header and needs no htslib.
-    from cyvcf2 import VCF
-
     try:
         vcf = VCF(str(path))
     except Exception as exc:  # cyvcf2 raises bare Exception / OSError with no detail
