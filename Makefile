@@ -11,7 +11,7 @@ PATIENTS ?= 1000
 IMAGING_FRACTION ?= 0.06
 SEED ?= 7
 DEMO := out/demo
-# uv and pip-audit, hash-checked from containers/image-tools.lock: `make lock`, `make lock-images`, `make audit-images`.
+# uv and pip-audit, hash-checked from containers/image-tools.lock: `make lock`, `make lock-images`, `make audit`.
 IMAGE_TOOLS := .cache/image-tools
 # The FHIR R4 specification's example resources (CC0), from the npm registry, checksum-pinned; tests only.
 FHIR_EXAMPLES := .cache/hl7.fhir.r4.examples-4.0.1.tgz
@@ -181,7 +181,7 @@ training-source: ## Build out/training-source.tar.gz (train.py + training_job + 
 # The job images' lock files, every package pinned with its hashes (docs/dependencies.md). uv resolves for
 # each image's platform, not this machine's: the glibc of its base image (Ubuntu 22.04: 2.35, Debian bookworm:
 # 2.36) and its Python. uv and pip-audit come hash-checked from containers/image-tools.lock into their own venv.
-.PHONY: lock-images audit-images
+.PHONY: lock-images audit
 RADIOMICS_TARGET := --python-platform x86_64-manylinux_2_35 --python-version 3.11 -c constraints.txt
 TRAINING_TARGET := --python-platform x86_64-manylinux_2_36 --python-version 3.11.7 -c constraints.txt
 IMAGE_LOCKS := containers/radiomics/requirements.lock containers/radiomics/build-requirements.lock \
@@ -208,13 +208,14 @@ lock-images: $(IMAGE_TOOLS)/.installed ## Regenerate the job images' hash-pinned
 
 # --strict: a package pip-audit could not look up fails the audit (without it, an unreachable advisory
 # service skips every package and the audit passes).
-audit-images: $(IMAGE_TOOLS)/.installed ## pip-audit every image lock; fails when the advisory data cannot be reached
-	@failed=; for lock in $(IMAGE_LOCKS); do \
+# Every lock of the project: the images', the Lambda package's sets, the tools' and checkov's.
+audit: $(IMAGE_TOOLS)/.installed ## pip-audit every lock file; fails when the advisory data cannot be reached
+	@failed=; for lock in $(IMAGE_LOCKS) $(LOCK_FILES) devtools/checkov-requirements.txt; do \
 	  echo "pip-audit $$lock"; \
 	  $(IMAGE_TOOLS)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off -r $$lock \
 	    || failed="$$failed $$lock"; \
 	done; \
-	[ -z "$$failed" ] || { echo "audit-images failed for:$$failed (a finding above, or PyPI's advisory data not reached)"; exit 1; }
+	[ -z "$$failed" ] || { echo "audit failed for:$$failed (a finding above, or PyPI's advisory data not reached)"; exit 1; }
 
 bench-demo: demo ## The demo's end-to-end wall time split by stage (runs make demo first)
 	$(BIN)/python bench/demo_stages.py $(DEMO) --json out/bench/demo_stages.json
