@@ -56,6 +56,7 @@ WILDCARD_ACTIONS = {
     "logs:DescribeLogGroups": "idem",
 }
 
+BRANCH_PREFIXES = ("Genomic", "Clinical", "Imaging")
 VPC = {"VpcId": "vpc-0abc", "VpcSubnetIds": "subnet-a,subnet-b", "VpcRouteTableIds": "rtb-a"}
 EVERY_BACKEND = {
     "GenomicBackend": "healthomics",
@@ -198,3 +199,22 @@ def test_every_checkov_skip_says_why() -> None:
     for name, skip in skips:
         assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), name
         assert len(skip.get("comment", "")) >= 40, f"{name} skips {skip['id']} without a reason"
+
+
+@pytest.mark.parametrize(("reserved", "expected"), [("20", {"Trigger": 5, "Import": 20}), ("0", {})])
+def test_the_trigger_and_the_imports_reserve_concurrency_unless_the_account_cannot_spare_it(
+    reserved: str, expected: dict[str, int]
+) -> None:
+    cloudformation = _cloudformation(ImportReservedConcurrency=reserved)
+    reservations = {
+        name: function["Properties"]["ReservedConcurrentExecutions"]
+        for name, function in of_type(cloudformation, "AWS::Lambda::Function").items()
+        if "ReservedConcurrentExecutions" in function["Properties"]
+    }
+    wanted = {"TriggerFunction": expected["Trigger"]} if expected else {}
+    if expected:
+        wanted |= {f"{m}ImportFunction": {"Ref": "ImportReservedConcurrency"} for m in BRANCH_PREFIXES}
+    assert reservations == wanted
+    # SQS must never deliver into a throttle: the event source's concurrency cap stays within the reservation.
+    (mapping,) = of_type(cloudformation, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 5}
