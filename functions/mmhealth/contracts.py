@@ -136,6 +136,10 @@ class RunConfig(_Model):
     training_seed: int = 42
     training_test_size: float = Field(default=0.3, gt=0.05, lt=0.9)
     training_bootstrap: int = Field(default=1000, ge=50, le=10000)
+    # None: the training job's own defaults (20 label-shuffle permutations, 5 bagging folds); small runs
+    # and tests ask for fewer.
+    training_permutations: int | None = Field(default=None, ge=1, le=1000)
+    training_oof_folds: int | None = Field(default=None, ge=2, le=20)
 
 
 class JobHandle(_Model):

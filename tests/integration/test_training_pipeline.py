@@ -25,6 +25,8 @@ TINY_FITS = {
     "training_time_limit": 10,
     "training_hyperparameters": json.dumps({"GBM": {"num_boost_round": 30}}),
     "training_bootstrap": 100,
+    "training_permutations": 3,
+    "training_oof_folds": 2,
 }
 
 

@@ -4,7 +4,8 @@ Contract with the job (containers/training, `python -m training_job`; SageMaker 
 - input channel `dataset`: s3://<lake>/datasets/<id>/ (dataset.parquet, manifest.json, patients.json);
 - image: containers/training (its entry point is the job), or AWS's AutoGluon training image in script mode
   (TRAINING_SOURCE_URI: the tarball `make training-source` builds; sagemaker_program/submit_directory);
-- hyperparameters (strings): time_limit, presets, seed, test_size, bootstrap, hyperparameters (optional);
+- hyperparameters (strings): time_limit, presets, seed, test_size, bootstrap; optional: hyperparameters,
+  label_shuffle_permutations, oof_folds (the job's defaults when absent);
 - output: SageMaker tars /opt/ml/model into <S3OutputPath>/<job>/output/model.tar.gz (the predictors and
   model_card.json) and /opt/ml/output/data into .../output/output.tar.gz (metrics.json, report.html,
   leaderboard.csv, feature_importance.csv, predictions.parquet); a failure's reason is the job's
@@ -68,6 +69,10 @@ def hyperparameters(config: RunConfig, source_uri: str | None = None) -> dict[st
     }
     if config.training_hyperparameters:
         values["hyperparameters"] = config.training_hyperparameters
+    if config.training_permutations is not None:
+        values["label_shuffle_permutations"] = str(config.training_permutations)
+    if config.training_oof_folds is not None:
+        values["oof_folds"] = str(config.training_oof_folds)
     if source_uri:
         values |= {"sagemaker_program": "train.py", "sagemaker_submit_directory": source_uri}
     return values

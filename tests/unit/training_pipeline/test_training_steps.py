@@ -308,3 +308,18 @@ def test_the_script_mode_entry_runs_the_job_and_ignores_the_command_line_copies(
     # Then the job itself ran (not argparse refusing the flags) and failed on the missing dataset, saying so
     assert done.returncode == 1, done.stderr[-2000:]
     assert "dataset/manifest.json is missing" in (tmp_path / "output" / "failure").read_text()
+
+
+def test_fewer_permutations_and_folds_reach_the_job_as_its_own_parameters() -> None:
+    from training_job.parameters import parse_parameters
+
+    defaults = job.hyperparameters(RunConfig())
+    assert "label_shuffle_permutations" not in defaults  # the job's own defaults apply
+    assert "oof_folds" not in defaults
+    assert parse_parameters(defaults).label_shuffle_permutations == 20
+
+    asked = job.hyperparameters(RunConfig(training_permutations=3, training_oof_folds=2))
+    parsed = parse_parameters(asked)
+    assert (parsed.label_shuffle_permutations, parsed.oof_folds) == (3, 2)
+    with pytest.raises(ValueError, match="training_oof_folds"):
+        RunConfig(training_oof_folds=1)
