@@ -11,37 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmhealth import storage
-from mmhealth.lakehouse.catalog import SCHEMAS, replace_all, replace_rows
 from mmhealth.training import dataset
+from tests.unit.training_pipeline.lake_rows import commit, labels
 
 RUN_ID = "delivery-7-9f2c4e7a1b3d5f607182"
-
-
-def labels() -> pa.Table:
-    return pa.table(
-        {
-            "patient_id": ["p3", "p1", "p2"],
-            "index_date": [date(2018, 1, 1)] * 3,
-            "hypertension": [True, False, None],
-            "coronary_heart_disease": [False, False, True],
-            "stroke": [False, None, False],
-            "alzheimers_disease": [False, True, False],
-        }
-    )
-
-
-def commit(name: str, table: pa.Table) -> None:
-    """Commit `table` under its registered schema (columns not given are null)."""
-    schema = SCHEMAS.get(name)
-    if schema is not None:
-        table = pa.table(
-            {
-                f.name: table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-                for f in schema
-            },
-            schema=schema,
-        )
-    replace_rows(name, table, RUN_ID, replace_all)
 
 
 def test_every_labelled_patient_gets_a_row_with_nulls_for_the_modalities_it_lacks(

@@ -9,7 +9,8 @@ import pyarrow as pa
 
 from mmhealth.identity.resolve import from_links
 from mmhealth.training.patient_views import MEASUREMENT_POINTS, patient_views
-from tests.unit.training_pipeline.test_population import at, commit
+from tests.unit.training_pipeline.lake_rows import commit
+from tests.unit.training_pipeline.test_population import at
 
 
 def test_a_patient_view_has_the_header_measurements_and_pictures(aws: SimpleNamespace) -> None:

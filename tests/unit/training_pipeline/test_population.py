@@ -9,30 +9,9 @@ from types import SimpleNamespace
 import pyarrow as pa
 
 from mmhealth import storage
-from mmhealth.lakehouse.catalog import SCHEMAS, replace_all, replace_rows
 from mmhealth.lakehouse.layout import RunPaths
 from mmhealth.training import dataset, population
-from tests.unit.training_pipeline.test_dataset import labels
-
-_FILLER = {pa.string(): "x", pa.int32(): 0, pa.int64(): 0, pa.float64(): 0.0, pa.bool_(): False}
-
-
-def commit(name: str, table: pa.Table) -> None:
-    """Commit `table` under its registered schema: a column not given is null, or a filler when required."""
-    schema = SCHEMAS.get(name)
-    if schema is None:  # the feature tables: their schema is the table's own
-        replace_rows(name, table, "run-seed", replace_all)
-        return
-    columns = {}
-    for f in schema:
-        if f.name in table.column_names:
-            columns[f.name] = table[f.name]
-        elif f.nullable:
-            columns[f.name] = pa.nulls(table.num_rows, f.type)
-        else:
-            filler = _FILLER.get(f.type, datetime(2020, 1, 1, tzinfo=UTC))
-            columns[f.name] = pa.array([filler] * table.num_rows).cast(f.type)
-    replace_rows(name, pa.table(columns, schema=schema), "run-seed", replace_all)
+from tests.unit.training_pipeline.lake_rows import commit, labels
 
 
 def at(day: str) -> datetime:
